@@ -1,0 +1,633 @@
+//! The library's one error type.
+//!
+//! [`Error`] carries an [`ErrorKind`] (what went wrong, with the data a caller
+//! needs to act on it) plus the context it happened in: the config file, the
+//! network, the plugin and the operation, each available through an accessor.
+//! Low-level causes (I/O, JSON) hang off [`std::error::Error::source`].
+
+use std::error::Error as StdError;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::result::PluginError;
+
+type BoxError = Box<dyn StdError + Send + Sync + 'static>;
+
+/// A CNI operation (the `CNI_COMMAND` a plugin is run with).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Op {
+    /// `ADD`: attach a container to a network.
+    Add,
+    /// `DEL`: detach a container from a network.
+    Del,
+    /// `CHECK`: verify an attachment is as expected.
+    Check,
+    /// `GC`: clean up resources of attachments that no longer exist.
+    Gc,
+    /// `STATUS`: ask whether the plugin is ready.
+    Status,
+    /// `VERSION`: ask which spec versions the plugin supports.
+    Version,
+}
+
+impl Op {
+    /// The value of `CNI_COMMAND` for this operation, e.g. `"ADD"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Op::Add => "ADD",
+            Op::Del => "DEL",
+            Op::Check => "CHECK",
+            Op::Gc => "GC",
+            Op::Status => "STATUS",
+            Op::Version => "VERSION",
+        }
+    }
+}
+
+impl fmt::Display for Op {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a network configuration is invalid.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigProblem {
+    /// The top level (or a plugin entry) is not a JSON object.
+    #[error("expected a JSON object, found {found}")]
+    NotAnObject {
+        /// The JSON type found instead.
+        found: &'static str,
+    },
+    /// The network has no `name`.
+    #[error("missing `name`")]
+    MissingName,
+    /// The network name does not match the spec's rules.
+    #[error(
+        "invalid network name {name:?}: must start with a letter or digit, followed by letters, digits, `_`, `.` or `-`"
+    )]
+    InvalidName {
+        /// The offending name.
+        name: String,
+    },
+    /// A field has the wrong JSON type.
+    #[error("`{field}` must be {expected}, found {found}")]
+    FieldType {
+        /// The field, as a path such as `plugins[1].ipam.type`.
+        field: String,
+        /// What the spec requires.
+        expected: &'static str,
+        /// The JSON type found.
+        found: &'static str,
+    },
+    /// A boolean field holds a string other than `true`/`false`.
+    #[error("invalid value {value:?} for `{field}`: expected true or false")]
+    InvalidBool {
+        /// The field name.
+        field: &'static str,
+        /// The value found.
+        value: String,
+    },
+    /// A network list without `plugins` (and no drop-in plugin configs).
+    #[error("no plugins: missing `plugins` and no drop-in plugin configs")]
+    MissingPlugins,
+    /// `plugins` is an empty array.
+    #[error("`plugins` is empty")]
+    NoPlugins,
+    /// `loadOnlyInlinedPlugins` is set but there is no `plugins` key.
+    #[error("`loadOnlyInlinedPlugins` is true and there is no `plugins` key")]
+    InlinedPluginsMissing,
+    /// A plugin has no (or an empty) `type`.
+    #[error("plugin {index}: missing `type`")]
+    MissingType {
+        /// Index of the plugin in the list.
+        index: usize,
+    },
+    /// A plugin `type` that cannot name a binary in a plugin directory.
+    #[error("plugin {index}: invalid type {plugin_type:?}: must be a file name, not a path")]
+    InvalidPluginType {
+        /// Index of the plugin in the list.
+        index: usize,
+        /// The offending type.
+        plugin_type: String,
+    },
+    /// A `cniVersion` (or `cniVersions` entry) that does not parse.
+    #[error("invalid {field} {version:?}: {reason}")]
+    InvalidVersion {
+        /// `cniVersion` or `cniVersions[i]`.
+        field: String,
+        /// The value found.
+        version: String,
+        /// Why it does not parse.
+        reason: VersionProblem,
+    },
+}
+
+/// Why a version string does not parse (libcni's `ParseVersion` rules).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum VersionProblem {
+    /// More than three dot-separated parts.
+    #[error("too many parts")]
+    TooManyParts,
+    /// A part is not a decimal integer.
+    #[error("{part} version part {value:?} is not an integer")]
+    NotANumber {
+        /// `major`, `minor` or `micro`.
+        part: &'static str,
+        /// The offending part.
+        value: String,
+    },
+}
+
+/// Which field of an attachment is invalid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AttachmentField {
+    /// The container ID (`CNI_CONTAINERID`).
+    ContainerId,
+    /// The network name.
+    NetworkName,
+    /// The interface name (`CNI_IFNAME`).
+    IfName,
+}
+
+impl fmt::Display for AttachmentField {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            AttachmentField::ContainerId => "container ID",
+            AttachmentField::NetworkName => "network name",
+            AttachmentField::IfName => "interface name",
+        })
+    }
+}
+
+/// What went wrong. Each variant carries the data needed to act on it; the
+/// file, network, plugin and operation are on [`Error`] itself.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// An I/O operation failed; the cause is the [`source`](StdError::source).
+    #[error("{action} failed")]
+    #[non_exhaustive]
+    Io {
+        /// What was being done, e.g. `reading config file`.
+        action: &'static str,
+    },
+    /// A file is not valid JSON.
+    #[error("invalid JSON at line {line}, column {column}")]
+    #[non_exhaustive]
+    Syntax {
+        /// 1-based line of the error.
+        line: usize,
+        /// 1-based column of the error.
+        column: usize,
+    },
+    /// A configuration is valid JSON but not a valid CNI configuration.
+    #[error("{problem}")]
+    #[non_exhaustive]
+    InvalidConfig {
+        /// What is wrong with it.
+        problem: ConfigProblem,
+    },
+    /// The config directory holds no `.conf`, `.conflist` or `.json` file.
+    #[error("no network configurations found in `{}`", dir.display())]
+    #[non_exhaustive]
+    NoConfigs {
+        /// The directory searched.
+        dir: PathBuf,
+    },
+    /// No valid config defines the network. Files that were skipped because
+    /// they could not be loaded are in `skipped`.
+    #[error("no network configuration named {network:?} in `{}`{}", dir.display(), skipped_note(skipped))]
+    #[non_exhaustive]
+    NetworkNotFound {
+        /// The network looked up.
+        network: String,
+        /// The directory searched.
+        dir: PathBuf,
+        /// Errors for the files that could not be loaded.
+        skipped: Vec<Error>,
+    },
+    /// The directory has config files but none of them loads.
+    #[error("no valid network configuration in `{}`{}", dir.display(), skipped_note(skipped))]
+    #[non_exhaustive]
+    NoValidConfig {
+        /// The directory searched.
+        dir: PathBuf,
+        /// Errors for the files that could not be loaded.
+        skipped: Vec<Error>,
+    },
+    /// The plugin type cannot name a file in a plugin directory.
+    #[error("invalid plugin name {name:?}")]
+    #[non_exhaustive]
+    InvalidPluginName {
+        /// The offending name.
+        name: String,
+    },
+    /// No plugin directories were configured.
+    #[error("no plugin directories configured")]
+    NoPluginDirs,
+    /// The plugin binary is in none of the plugin directories.
+    #[error("plugin {plugin:?} not found in {}", display_paths(dirs))]
+    #[non_exhaustive]
+    PluginNotFound {
+        /// The plugin type.
+        plugin: String,
+        /// The directories searched, in order.
+        dirs: Vec<PathBuf>,
+    },
+    /// The first file found for the plugin has no execute permission.
+    #[error("plugin binary `{}` is not executable", path.display())]
+    #[non_exhaustive]
+    PluginNotExecutable {
+        /// The file found.
+        path: PathBuf,
+    },
+    /// The plugin process could not be started; see the source.
+    #[error("cannot start plugin `{}`", path.display())]
+    #[non_exhaustive]
+    Spawn {
+        /// The binary.
+        path: PathBuf,
+    },
+    /// The plugin did not finish in time; its process group was killed.
+    #[error("timed out after {after:?}; its process group was killed")]
+    #[non_exhaustive]
+    Timeout {
+        /// The timeout that expired.
+        after: Duration,
+    },
+    /// The plugin failed and reported a CNI error object.
+    #[error("{error}")]
+    #[non_exhaustive]
+    Plugin {
+        /// The plugin's error (code, message, details).
+        error: PluginError,
+    },
+    /// The plugin failed without a parsable CNI error object.
+    #[error("plugin failed ({status}){}", describe_output(stdout, stderr))]
+    #[non_exhaustive]
+    PluginExit {
+        /// How it ended, e.g. `exit status 2` or `killed by signal 9`.
+        status: String,
+        /// What it printed on stdout (possibly truncated).
+        stdout: String,
+        /// What it printed on stderr (possibly truncated).
+        stderr: String,
+    },
+    /// The plugin succeeded but printed nothing where a result was required.
+    #[error("plugin printed no result")]
+    EmptyResult,
+    /// The plugin's (or cache's) result is not a valid CNI result.
+    #[error("invalid result: {reason}")]
+    #[non_exhaustive]
+    InvalidResult {
+        /// Why it is invalid.
+        reason: String,
+    },
+    /// A result claims a spec version this library has no type for.
+    #[error("unsupported CNI result version {version:?}")]
+    #[non_exhaustive]
+    UnsupportedResultVersion {
+        /// The version found.
+        version: String,
+    },
+    /// A result cannot be converted to the requested version.
+    #[error("cannot convert result from version {from} to {to}: {reason}")]
+    #[non_exhaustive]
+    Conversion {
+        /// The result's version.
+        from: String,
+        /// The version asked for.
+        to: String,
+        /// Why.
+        reason: &'static str,
+    },
+    /// A version string does not parse.
+    #[error("invalid version {version:?}: {problem}")]
+    #[non_exhaustive]
+    InvalidVersion {
+        /// The string.
+        version: String,
+        /// Why.
+        problem: VersionProblem,
+    },
+    /// The plugin's `VERSION` reply is not valid.
+    #[error("invalid VERSION reply: {reason}")]
+    #[non_exhaustive]
+    InvalidVersionInfo {
+        /// Why.
+        reason: String,
+    },
+    /// The plugin does not support the network's spec version.
+    #[error("plugin does not support config version {version:?} (supports {supported:?})")]
+    #[non_exhaustive]
+    IncompatibleVersion {
+        /// The network's version.
+        version: String,
+        /// What the plugin reported.
+        supported: Vec<String>,
+    },
+    /// The network's version is too old for the operation.
+    #[error("configuration version {version:?} does not support the {op} command")]
+    #[non_exhaustive]
+    OpNotSupported {
+        /// The network's version.
+        version: String,
+        /// The operation.
+        op: Op,
+    },
+    /// A container ID, network name or interface name is invalid, or would
+    /// escape the cache directory.
+    #[error("invalid {field} {value:?}: {reason}")]
+    #[non_exhaustive]
+    InvalidAttachment {
+        /// Which field.
+        field: AttachmentField,
+        /// Its value.
+        value: String,
+        /// Why.
+        reason: &'static str,
+    },
+    /// A cache file exists but cannot be used.
+    #[error("unusable cache file: {reason}")]
+    #[non_exhaustive]
+    Cache {
+        /// Why.
+        reason: String,
+    },
+    /// Several independent checks failed (network validation).
+    #[error("{} errors: {}", errors.len(), join_errors(errors))]
+    #[non_exhaustive]
+    Multiple {
+        /// The individual errors.
+        errors: Vec<Error>,
+    },
+}
+
+fn skipped_note(skipped: &[Error]) -> String {
+    match skipped.len() {
+        0 => String::new(),
+        1 => format!(" (1 file skipped: {})", skipped[0]),
+        n => format!(" ({n} files skipped, first: {})", skipped[0]),
+    }
+}
+
+fn display_paths(paths: &[PathBuf]) -> String {
+    let v: Vec<String> = paths.iter().map(|p| format!("`{}`", p.display())).collect();
+    format!("[{}]", v.join(", "))
+}
+
+fn describe_output(stdout: &str, stderr: &str) -> String {
+    let mut s = String::new();
+    if !stdout.is_empty() {
+        s.push_str(&format!("; stdout: {stdout:?}"));
+    }
+    if !stderr.is_empty() {
+        s.push_str(&format!("; stderr: {stderr:?}"));
+    }
+    if s.is_empty() {
+        s.push_str(" with no output");
+    }
+    s
+}
+
+fn join_errors(errors: &[Error]) -> String {
+    let v: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+    v.join("; ")
+}
+
+#[derive(Debug, Default, Clone)]
+struct Context {
+    path: Option<PathBuf>,
+    network: Option<String>,
+    plugin: Option<String>,
+    op: Option<Op>,
+}
+
+/// The error type of every fallible function in this crate.
+///
+/// Match on [`kind`](Error::kind); read where it happened with
+/// [`path`](Error::path), [`network`](Error::network),
+/// [`plugin`](Error::plugin) and [`op`](Error::op).
+pub struct Error {
+    inner: Box<Inner>,
+}
+
+struct Inner {
+    kind: ErrorKind,
+    ctx: Context,
+    source: Option<BoxError>,
+}
+
+impl Error {
+    pub(crate) fn new(kind: ErrorKind) -> Error {
+        Error {
+            inner: Box::new(Inner {
+                kind,
+                ctx: Context::default(),
+                source: None,
+            }),
+        }
+    }
+
+    pub(crate) fn with_source(kind: ErrorKind, source: impl Into<BoxError>) -> Error {
+        let mut e = Error::new(kind);
+        e.inner.source = Some(source.into());
+        e
+    }
+
+    pub(crate) fn io(action: &'static str, path: &Path, err: std::io::Error) -> Error {
+        Error::with_source(ErrorKind::Io { action }, err).at_path(path)
+    }
+
+    pub(crate) fn config(problem: ConfigProblem) -> Error {
+        Error::new(ErrorKind::InvalidConfig { problem })
+    }
+
+    /// Sets the file the error is about (if not set yet).
+    pub(crate) fn at_path(mut self, path: impl Into<PathBuf>) -> Error {
+        if self.inner.ctx.path.is_none() {
+            self.inner.ctx.path = Some(path.into());
+        }
+        self
+    }
+
+    /// Sets the network the error is about (if not set yet).
+    pub(crate) fn in_network(mut self, network: impl Into<String>) -> Error {
+        if self.inner.ctx.network.is_none() {
+            self.inner.ctx.network = Some(network.into());
+        }
+        self
+    }
+
+    /// Sets the plugin the error is about (if not set yet).
+    pub(crate) fn for_plugin(mut self, plugin: impl Into<String>) -> Error {
+        if self.inner.ctx.plugin.is_none() {
+            self.inner.ctx.plugin = Some(plugin.into());
+        }
+        self
+    }
+
+    /// Sets the operation the error is about (if not set yet).
+    pub(crate) fn during(mut self, op: Op) -> Error {
+        if self.inner.ctx.op.is_none() {
+            self.inner.ctx.op = Some(op);
+        }
+        self
+    }
+
+    /// What went wrong.
+    pub fn kind(&self) -> &ErrorKind {
+        &self.inner.kind
+    }
+
+    /// The file (config or cache) the error is about, if any.
+    pub fn path(&self) -> Option<&Path> {
+        self.inner.ctx.path.as_deref()
+    }
+
+    /// The network the error is about, if any.
+    pub fn network(&self) -> Option<&str> {
+        self.inner.ctx.network.as_deref()
+    }
+
+    /// The plugin type the error is about, if any.
+    pub fn plugin(&self) -> Option<&str> {
+        self.inner.ctx.plugin.as_deref()
+    }
+
+    /// The operation that failed, if any.
+    pub fn op(&self) -> Option<Op> {
+        self.inner.ctx.op
+    }
+
+    /// The plugin's CNI error, if the plugin reported one.
+    pub fn plugin_error(&self) -> Option<&PluginError> {
+        match &self.inner.kind {
+            ErrorKind::Plugin { error } => Some(error),
+            _ => None,
+        }
+    }
+
+    /// Whether retrying later may succeed: the plugin reported code 11
+    /// ("try again later").
+    pub fn is_retryable(&self) -> bool {
+        self.plugin_error()
+            .is_some_and(|e| e.code() == crate::result::ErrorCode::TryAgainLater)
+    }
+
+    /// Whether the error is a timeout of a plugin run.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self.inner.kind, ErrorKind::Timeout { .. })
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ctx = &self.inner.ctx;
+        let mut wrote = false;
+        if let Some(op) = ctx.op {
+            write!(f, "{op}")?;
+            wrote = true;
+        }
+        if let Some(plugin) = &ctx.plugin {
+            if wrote {
+                f.write_str(" ")?;
+            }
+            write!(f, "plugin `{plugin}`")?;
+            wrote = true;
+        }
+        if let Some(network) = &ctx.network {
+            if wrote {
+                f.write_str(" in ")?;
+            }
+            write!(f, "network `{network}`")?;
+            wrote = true;
+        }
+        if let Some(path) = &ctx.path {
+            if wrote {
+                f.write_str(" (")?;
+                write!(f, "`{}`)", path.display())?;
+            } else {
+                write!(f, "`{}`", path.display())?;
+            }
+            wrote = true;
+        }
+        if wrote {
+            f.write_str(": ")?;
+        }
+        write!(f, "{}", self.inner.kind)
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("Error");
+        d.field("kind", &self.inner.kind);
+        let ctx = &self.inner.ctx;
+        if let Some(p) = &ctx.path {
+            d.field("path", p);
+        }
+        if let Some(n) = &ctx.network {
+            d.field("network", n);
+        }
+        if let Some(p) = &ctx.plugin {
+            d.field("plugin", p);
+        }
+        if let Some(o) = &ctx.op {
+            d.field("op", o);
+        }
+        if let Some(s) = &self.inner.source {
+            d.field("source", s);
+        }
+        d.finish()
+    }
+}
+
+impl StdError for Error {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        self.inner
+            .source
+            .as_deref()
+            .map(|e| e as &(dyn StdError + 'static))
+    }
+}
+
+impl From<Error> for std::io::Error {
+    fn from(e: Error) -> std::io::Error {
+        std::io::Error::other(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_is_send_sync_and_small() {
+        fn assert_send_sync<T: Send + Sync + 'static>() {}
+        assert_send_sync::<Error>();
+        assert_eq!(std::mem::size_of::<Error>(), std::mem::size_of::<usize>());
+    }
+
+    #[test]
+    fn display_leads_with_context() {
+        let e = Error::new(ErrorKind::Timeout {
+            after: Duration::from_secs(10),
+        })
+        .for_plugin("bridge")
+        .in_network("mynet")
+        .during(Op::Add);
+        assert_eq!(
+            e.to_string(),
+            "ADD plugin `bridge` in network `mynet`: timed out after 10s; its process group was killed"
+        );
+        let e = Error::config(ConfigProblem::MissingName).at_path("/etc/cni/net.d/a.conf");
+        assert_eq!(e.to_string(), "`/etc/cni/net.d/a.conf`: missing `name`");
+    }
+}

@@ -1,0 +1,324 @@
+//! JSON helpers: Go-compatible output, raw-preserving object edits, and Go's
+//! case-insensitive field lookup.
+
+use std::borrow::Cow;
+use std::io;
+
+use serde::Serialize;
+use serde::de::{self, Deserialize, Deserializer, MapAccess, Visitor};
+use serde_json::ser::{CharEscape, CompactFormatter, Formatter, PrettyFormatter};
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
+
+/// A serde_json formatter that escapes strings as Go's `encoding/json` does:
+/// `<`, `>`, `&`, U+2028 and U+2029 become `\u003c`, `\u003e`, `\u0026`,
+/// `\u2028`, `\u2029`.
+struct GoFormatter<F>(F);
+
+fn write_go_fragment<W: ?Sized + io::Write>(w: &mut W, fragment: &str) -> io::Result<()> {
+    let mut start = 0;
+    for (i, c) in fragment.char_indices() {
+        let esc: &[u8] = match c {
+            '<' => b"\\u003c",
+            '>' => b"\\u003e",
+            '&' => b"\\u0026",
+            '\u{2028}' => b"\\u2028",
+            '\u{2029}' => b"\\u2029",
+            _ => continue,
+        };
+        w.write_all(&fragment.as_bytes()[start..i])?;
+        w.write_all(esc)?;
+        start = i + c.len_utf8();
+    }
+    w.write_all(&fragment.as_bytes()[start..])
+}
+
+macro_rules! delegate {
+    ($($name:ident($($arg:ident: $ty:ty),*);)*) => {
+        $(fn $name<W: ?Sized + io::Write>(&mut self, w: &mut W $(, $arg: $ty)*) -> io::Result<()> {
+            self.0.$name(w $(, $arg)*)
+        })*
+    };
+}
+
+impl<F: Formatter> Formatter for GoFormatter<F> {
+    fn write_string_fragment<W: ?Sized + io::Write>(
+        &mut self,
+        w: &mut W,
+        fragment: &str,
+    ) -> io::Result<()> {
+        write_go_fragment(w, fragment)
+    }
+    fn write_char_escape<W: ?Sized + io::Write>(
+        &mut self,
+        w: &mut W,
+        escape: CharEscape,
+    ) -> io::Result<()> {
+        self.0.write_char_escape(w, escape)
+    }
+    delegate! {
+        begin_array();
+        end_array();
+        begin_array_value(first: bool);
+        end_array_value();
+        begin_object();
+        end_object();
+        begin_object_key(first: bool);
+        end_object_key();
+        begin_object_value();
+        end_object_value();
+    }
+}
+
+fn serialize_with<T: ?Sized + Serialize, F: Formatter>(value: &T, f: F) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256);
+    let mut ser = serde_json::Serializer::with_formatter(&mut out, GoFormatter(f));
+    // Serializing our own types and `Value`s into a Vec cannot fail.
+    value
+        .serialize(&mut ser)
+        .expect("serializing to memory cannot fail");
+    out
+}
+
+/// Compact JSON, escaped like Go's `json.Marshal`.
+pub(crate) fn to_go_json<T: ?Sized + Serialize>(value: &T) -> Vec<u8> {
+    serialize_with(value, CompactFormatter)
+}
+
+/// JSON indented by four spaces, like Go's `json.MarshalIndent(v, "", "    ")`.
+pub(crate) fn to_go_json_pretty<T: ?Sized + Serialize>(value: &T) -> Vec<u8> {
+    serialize_with(value, PrettyFormatter::with_indent(b"    "))
+}
+
+/// Compact JSON with object keys sorted at every level, like Go's marshalling
+/// of a `map[string]interface{}`.
+pub(crate) fn to_go_json_sorted<T: ?Sized + Serialize>(value: &T) -> Vec<u8> {
+    // `serde_json::Map` is a BTreeMap (byte-order keys) without `preserve_order`.
+    let v = serde_json::to_value(value).expect("our types always convert to a JSON value");
+    to_go_json(&v)
+}
+
+/// Looks up a struct field the way Go's `encoding/json` matches keys: the
+/// exact key if present, else the case-insensitive match that sorts last
+/// (libcni re-marshals maps with sorted keys before decoding, and the last
+/// assignment wins).
+pub(crate) fn get_ci<'a>(map: &'a Map<String, Value>, field: &str) -> Option<&'a Value> {
+    if let Some(v) = map.get(field) {
+        return Some(v);
+    }
+    map.iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case(field))
+        .max_by(|a, b| a.0.cmp(b.0))
+        .map(|(_, v)| v)
+}
+
+/// A JSON object kept as raw text: the keys in document order (an exact
+/// duplicate replaces the earlier entry, as the last one wins in every JSON
+/// decoder plugins use) and each value's original bytes.
+#[derive(Debug, Clone)]
+pub(crate) struct RawObject<'a> {
+    pub(crate) entries: Vec<(Cow<'a, str>, &'a RawValue)>,
+}
+
+impl<'a> RawObject<'a> {
+    /// Parses `text` as a JSON object.
+    pub(crate) fn parse(text: &'a str) -> Result<RawObject<'a>, serde_json::Error> {
+        serde_json::from_str(text)
+    }
+
+    /// The raw value of `key` under Go's matching rules (see [`get_ci`]).
+    pub(crate) fn get_ci(&self, field: &str) -> Option<&'a RawValue> {
+        if let Some((_, v)) = self.entries.iter().find(|(k, _)| k == field) {
+            return Some(v);
+        }
+        self.entries
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(field))
+            .max_by(|a, b| a.0.cmp(&b.0))
+            .map(|(_, v)| *v)
+    }
+
+    /// The raw value of exactly `key`.
+    pub(crate) fn get(&self, key: &str) -> Option<&'a RawValue> {
+        self.entries.iter().find(|(k, _)| k == key).map(|(_, v)| *v)
+    }
+
+    /// Writes the object compactly with `inject` set: keys named in `inject`
+    /// are removed from their place and written, in the order given, after
+    /// all other keys (so that they win even over a differently-cased key in
+    /// a case-insensitive decoder). Every other value is copied byte for byte,
+    /// less insignificant whitespace.
+    pub(crate) fn write_with(&self, inject: &[(&str, &[u8])], out: &mut Vec<u8>) {
+        out.push(b'{');
+        let mut first = true;
+        for (k, v) in &self.entries {
+            if inject.iter().any(|(ik, _)| *ik == k.as_ref()) {
+                continue;
+            }
+            if !first {
+                out.push(b',');
+            }
+            first = false;
+            out.extend_from_slice(&to_go_json(k.as_ref()));
+            out.push(b':');
+            compact_into(v.get(), out);
+        }
+        for (k, v) in inject {
+            if !first {
+                out.push(b',');
+            }
+            first = false;
+            out.extend_from_slice(&to_go_json(*k));
+            out.push(b':');
+            out.extend_from_slice(v);
+        }
+        out.push(b'}');
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for RawObject<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = RawObject<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<M: MapAccess<'de>>(self, mut m: M) -> Result<RawObject<'a>, M::Error> {
+                let mut entries: Vec<(Cow<'a, str>, &'a RawValue)> = Vec::new();
+                while let Some(k) = m.next_key::<CowStr<'a>>()? {
+                    let v: &'a RawValue = m.next_value()?;
+                    entries.retain(|(ek, _)| *ek != k.0);
+                    entries.push((k.0, v));
+                }
+                Ok(RawObject { entries })
+            }
+        }
+        d.deserialize_map(V(std::marker::PhantomData))
+    }
+}
+
+/// A string that borrows from the input when it has no escapes.
+struct CowStr<'a>(Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for CowStr<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = CowStr<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<CowStr<'a>, E> {
+                Ok(CowStr(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<CowStr<'a>, E> {
+                Ok(CowStr(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<CowStr<'a>, E> {
+                Ok(CowStr(Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(V(std::marker::PhantomData))
+    }
+}
+
+/// Appends `json` (valid JSON text) to `out` without insignificant whitespace.
+/// Strings, numbers and literals are copied byte for byte.
+pub(crate) fn compact_into(json: &str, out: &mut Vec<u8>) {
+    let bytes = json.as_bytes();
+    out.reserve(bytes.len());
+    let mut in_str = false;
+    let mut escaped = false;
+    let mut run = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        if in_str {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_str = false;
+            }
+        } else if b == b'"' {
+            in_str = true;
+        } else if matches!(b, b' ' | b'\t' | b'\n' | b'\r') {
+            out.extend_from_slice(&bytes[run..i]);
+            run = i + 1;
+        }
+    }
+    out.extend_from_slice(&bytes[run..]);
+}
+
+/// A JSON value's type, for error messages.
+pub(crate) fn raw_type(raw: &RawValue) -> &'static str {
+    match raw.get().as_bytes().first() {
+        Some(b'{') => "an object",
+        Some(b'[') => "an array",
+        Some(b'"') => "a string",
+        Some(b't' | b'f') => "a boolean",
+        Some(b'n') => "null",
+        _ => "a number",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_escaping() {
+        let v = serde_json::json!({"a": "<b>&\u{2028}\u{2029}é\n\u{1}"});
+        assert_eq!(
+            String::from_utf8(to_go_json(&v)).unwrap(),
+            r#"{"a":"\u003cb\u003e\u0026\u2028\u2029é\n\u0001"}"#
+        );
+    }
+
+    #[test]
+    fn pretty_uses_four_spaces() {
+        let v = serde_json::json!({"a": [1, {}], "b": []});
+        assert_eq!(
+            String::from_utf8(to_go_json_pretty(&v)).unwrap(),
+            "{\n    \"a\": [\n        1,\n        {}\n    ],\n    \"b\": []\n}"
+        );
+    }
+
+    #[test]
+    fn compact_keeps_strings_and_numbers() {
+        let mut out = Vec::new();
+        compact_into(
+            "{ \"a b\" : [ 1.0 , 1E2, \"x \\\" y\" ] ,\n\t\"c\":12345678901234567890 }",
+            &mut out,
+        );
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            r#"{"a b":[1.0,1E2,"x \" y"],"c":12345678901234567890}"#
+        );
+    }
+
+    #[test]
+    fn raw_object_injects_after_other_keys() {
+        let text = r#"{"type":"bridge","name":"x","mtu":1.50,"name":"y","Name":"z"}"#;
+        let o = RawObject::parse(text).unwrap();
+        assert_eq!(o.entries.len(), 4);
+        assert_eq!(o.get("name").unwrap().get(), r#""y""#);
+        let mut out = Vec::new();
+        o.write_with(
+            &[("cniVersion", b"\"1.0.0\""), ("name", b"\"net\"")],
+            &mut out,
+        );
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            r#"{"type":"bridge","mtu":1.50,"Name":"z","cniVersion":"1.0.0","name":"net"}"#
+        );
+    }
+
+    #[test]
+    fn case_insensitive_lookup_prefers_exact_then_sorted_last() {
+        let o = RawObject::parse(r#"{"TYPE":"a","tyPe":"b"}"#).unwrap();
+        assert_eq!(o.get_ci("type").unwrap().get(), r#""b""#);
+        let o = RawObject::parse(r#"{"Type":"a","type":"b","tyPE":"c"}"#).unwrap();
+        assert_eq!(o.get_ci("type").unwrap().get(), r#""b""#);
+    }
+}
