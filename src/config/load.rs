@@ -1,0 +1,240 @@
+//! Finding and loading the network configurations in a directory.
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use super::{NetworkConfigList, PluginConfig};
+use crate::error::{Error, ErrorKind};
+
+/// The default configuration directory.
+pub const DEFAULT_CONFIG_DIR: &str = "/etc/cni/net.d";
+
+/// Loads network configurations from a directory, as libcni does: the
+/// `.conf`, `.conflist` and `.json` files directly in it (not recursive), in
+/// byte-wise order of file name.
+///
+/// Unlike libcni, a file that cannot be read or parsed never hides a good
+/// network in another file: it is skipped and reported (with file, line and
+/// column) through [`LoadedConfigs::errors`], the `skipped` list of
+/// [`ErrorKind::NetworkNotFound`], and a `tracing` warning.
+///
+/// # Example
+///
+/// ```no_run
+/// # fn main() -> Result<(), libcni::Error> {
+/// let loader = libcni::ConfigLoader::new("/etc/cni/net.d");
+/// let net = loader.network("mynet")?;
+/// println!("{} runs {} plugins", net.name(), net.plugins().len());
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct ConfigLoader {
+    dir: PathBuf,
+}
+
+/// Every valid network in a directory, and an error for each file skipped.
+#[derive(Debug, Default)]
+pub struct LoadedConfigs {
+    networks: Vec<NetworkConfigList>,
+    errors: Vec<Error>,
+}
+
+impl LoadedConfigs {
+    /// The valid networks, in file order.
+    pub fn networks(&self) -> &[NetworkConfigList] {
+        &self.networks
+    }
+
+    /// One error per file that could not be loaded, in file order.
+    pub fn errors(&self) -> &[Error] {
+        &self.errors
+    }
+
+    /// The network `name` as [`ConfigLoader::network`] would pick it: the
+    /// first `.conflist` defining it, else the first `.conf`/`.json`.
+    pub fn get(&self, name: &str) -> Option<&NetworkConfigList> {
+        let is_list = |n: &&NetworkConfigList| n.source().is_some_and(|p| ext(p) == b".conflist");
+        let mut matching = self.networks.iter().filter(|n| n.name() == name);
+        let first = matching.clone().next();
+        matching.find(is_list).or(first)
+    }
+
+    /// Splits into the networks and the errors.
+    pub fn into_parts(self) -> (Vec<NetworkConfigList>, Vec<Error>) {
+        (self.networks, self.errors)
+    }
+}
+
+impl Default for ConfigLoader {
+    fn default() -> Self {
+        ConfigLoader::new(DEFAULT_CONFIG_DIR)
+    }
+}
+
+impl ConfigLoader {
+    /// A loader for `dir` (libcni's default is `/etc/cni/net.d`, see
+    /// [`ConfigLoader::default`]).
+    pub fn new(dir: impl Into<PathBuf>) -> ConfigLoader {
+        ConfigLoader { dir: dir.into() }
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The config files, as libcni's `ConfFiles` lists them: entries of the
+    /// directory (directories excluded, symlinks included) whose extension —
+    /// from the last `.`, case-sensitive — is `.conf`, `.conflist` or `.json`,
+    /// in byte order. A missing directory has no files.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Io`] if the directory exists but cannot be read.
+    pub fn files(&self) -> Result<Vec<PathBuf>, Error> {
+        conf_files(&self.dir, &[b".conf", b".conflist", b".json"])
+    }
+
+    /// Loads the network `name`: the first `.conflist` (in file order) that
+    /// defines it wins; if none does, the first `.conf` or `.json`, promoted
+    /// to a list of one plugin.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::NoConfigs`] when the directory has no config file at all,
+    /// [`ErrorKind::NetworkNotFound`] (listing the files skipped) when no
+    /// valid file defines the network, [`ErrorKind::Io`] when the directory
+    /// cannot be read.
+    pub fn network(&self, name: &str) -> Result<NetworkConfigList, Error> {
+        let files = self.files()?;
+        if files.is_empty() {
+            return Err(Error::new(ErrorKind::NoConfigs {
+                dir: self.dir.clone(),
+            }));
+        }
+        let mut skipped = Vec::new();
+        let (lists, singles): (Vec<&PathBuf>, Vec<&PathBuf>) =
+            files.iter().partition(|p| ext(p) == b".conflist");
+        for path in lists.into_iter().chain(singles) {
+            match load_file(path) {
+                Ok(net) if net.name() == name => {
+                    report(&skipped);
+                    return Ok(net);
+                }
+                Ok(_) => {}
+                Err(e) => skipped.push(e),
+            }
+        }
+        report(&skipped);
+        Err(Error::new(ErrorKind::NetworkNotFound {
+            network: name.to_owned(),
+            dir: self.dir.clone(),
+            skipped,
+        }))
+    }
+
+    /// The default network: the first file (of all three extensions, in byte
+    /// order) that loads, as go-cni and ocicni pick it. With a multus
+    /// `00-multus.conf` beside a `10-calico.conflist`, multus is the default.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::NoConfigs`] when there is no config file,
+    /// [`ErrorKind::NoValidConfig`] when none loads.
+    pub fn default_network(&self) -> Result<NetworkConfigList, Error> {
+        let files = self.files()?;
+        let mut skipped = Vec::new();
+        for path in &files {
+            match load_file(path) {
+                Ok(net) => {
+                    report(&skipped);
+                    return Ok(net);
+                }
+                Err(e) => skipped.push(e),
+            }
+        }
+        report(&skipped);
+        if files.is_empty() {
+            return Err(Error::new(ErrorKind::NoConfigs {
+                dir: self.dir.clone(),
+            }));
+        }
+        Err(Error::new(ErrorKind::NoValidConfig {
+            dir: self.dir.clone(),
+            skipped,
+        }))
+    }
+
+    /// Loads every file: the valid networks, in file order, and an error for
+    /// each file that could not be loaded.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Io`] only if the directory itself cannot be read.
+    pub fn load_all(&self) -> Result<LoadedConfigs, Error> {
+        let mut out = LoadedConfigs::default();
+        for path in self.files()? {
+            match load_file(&path) {
+                Ok(net) => out.networks.push(net),
+                Err(e) => out.errors.push(e),
+            }
+        }
+        report(&out.errors);
+        Ok(out)
+    }
+}
+
+fn report(skipped: &[Error]) {
+    for e in skipped {
+        tracing::warn!(error = %e, "skipping network config file");
+    }
+}
+
+/// Loads one config file by its extension.
+fn load_file(path: &Path) -> Result<NetworkConfigList, Error> {
+    if ext(path) == b".conflist" {
+        NetworkConfigList::from_file(path)
+    } else {
+        NetworkConfigList::from_plugin(PluginConfig::from_file(path)?)
+    }
+}
+
+/// Go's `filepath.Ext` on the file name: from the last `.`, or empty.
+fn ext(path: &Path) -> &[u8] {
+    let name = path.file_name().map_or(&[][..], OsStr::as_bytes);
+    name.iter()
+        .rposition(|b| *b == b'.')
+        .map_or(&[][..], |i| &name[i..])
+}
+
+fn conf_files(dir: &Path, exts: &[&[u8]]) -> Result<Vec<PathBuf>, Error> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io("reading config directory", dir, e)),
+    };
+    let mut names = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io("reading config directory", dir, e))?;
+        // Like Go's os.ReadDir: the entry's own type, not a symlink's target.
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        let name = entry.file_name();
+        if exts.contains(&ext(Path::new(&name))) {
+            names.push(name);
+        }
+    }
+    names.sort_unstable_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+    Ok(names.into_iter().map(|n| dir.join(n)).collect())
+}
+
+/// The drop-in plugin configs of a network: `<dir>/*.conf`, sorted, each
+/// needing a `type`. A missing directory has none.
+pub(super) fn dropins(dir: &Path) -> Result<Vec<PluginConfig>, Error> {
+    conf_files(dir, &[b".conf"])?
+        .into_iter()
+        .map(PluginConfig::from_file)
+        .collect()
+}
