@@ -115,6 +115,24 @@ impl NetworkConfigList {
         })
     }
 
+    /// A single plugin configuration as a network of its own, named and
+    /// versioned by the plugin, caching the plugin's JSON (libcni's
+    /// single-config operations). Unlike [`from_plugin`](Self::from_plugin)
+    /// it validates nothing: ADD checks the name.
+    pub(crate) fn single(plugin: &PluginConfig) -> NetworkConfigList {
+        NetworkConfigList {
+            name: plugin.name.clone(),
+            cni_version: plugin.cni_version.clone(),
+            cni_versions: Vec::new(),
+            disable_check: false,
+            disable_gc: false,
+            load_only_inlined_plugins: false,
+            plugins: vec![plugin.clone()],
+            bytes: Arc::from(plugin.raw.as_bytes()),
+            source: plugin.source.clone(),
+        }
+    }
+
     /// The network name.
     pub fn name(&self) -> &str {
         &self.name
@@ -344,6 +362,10 @@ impl PluginConfig {
     /// The plugin's configuration as written (a JSON object).
     pub fn raw(&self) -> &str {
         &self.raw
+    }
+
+    pub(crate) fn raw_arc(&self) -> Arc<str> {
+        self.raw.clone()
     }
 
     /// A top-level field of the plugin's configuration, decoded.
