@@ -33,14 +33,22 @@
 #![deny(missing_docs)]
 #![warn(rustdoc::broken_intra_doc_links)]
 
+mod cache;
+mod cni;
 pub mod config;
 pub mod error;
+pub mod exec;
 mod json;
+pub mod plan;
 pub mod result;
 pub mod version;
 
+pub use cache::{Attachment, CachedConfig, DEFAULT_CACHE_DIR};
+pub use cni::{Cni, DEFAULT_KILL_GRACE, DEFAULT_TIMEOUT};
 pub use config::{ConfigLoader, LoadedConfigs, NetworkConfigList, PluginConfig};
 pub use error::{Error, ErrorKind, Op};
+pub use exec::{DEFAULT_PLUGIN_DIR, PluginExec, ProcessExec};
+pub use plan::{Invocation, Plan, RuntimeConfig};
 pub use result::{CniResult, ErrorCode, PluginError};
 pub use version::{SpecVersion, Version, VersionInfo};
 
