@@ -1,0 +1,284 @@
+//! `cnitool`: add, check or delete a container's network attachment by hand.
+//!
+//! A drop-in for the reference `cnitool`: same commands and environment
+//! variables (`NETCONFPATH`, `CNI_PATH`, `CNI_IFNAME`, `CNI_ARGS`,
+//! `CAP_ARGS`), plus `CNI_CONTAINERID`, `CNI_CACHE_DIR`, `--timeout` and
+//! `--dry-run`. Ctrl-C or SIGTERM stops the running plugin's whole process
+//! group before cnitool exits.
+
+use std::path::{Component, Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow};
+use clap::{Parser, Subcommand};
+use libcni::{Cni, ConfigLoader, NetworkConfigList, Op, RuntimeConfig};
+use sha2::{Digest, Sha512};
+
+const DEFAULT_NET_DIR: &str = "/etc/cni/net.d";
+
+/// Add, check or remove network interfaces from a network namespace.
+///
+/// Environment: NETCONFPATH (default /etc/cni/net.d), CNI_PATH (plugin
+/// directories, `:`-separated), CNI_IFNAME (default eth0), CNI_ARGS
+/// (`K=V;K2=V2`), CAP_ARGS (JSON object of capability arguments),
+/// CNI_CONTAINERID (default: derived from the netns path, as the reference
+/// cnitool does), CNI_CACHE_DIR (default /var/lib/cni).
+#[derive(Parser, Debug)]
+#[command(name = "cnitool", version)]
+struct Cli {
+    /// Longest time one plugin may run, e.g. `30s`, `500ms`, `2m` (plain
+    /// numbers are seconds). Its process group is then killed.
+    #[arg(long, global = true, env = "CNITOOL_TIMEOUT", value_parser = parse_duration)]
+    timeout: Option<Duration>,
+    /// Print what would run (binaries, environment, stdin) and run nothing.
+    #[arg(long, global = true)]
+    dry_run: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Attach the namespace to the network and print the result.
+    Add(Target),
+    /// Check the attachment.
+    Check(Target),
+    /// Detach the namespace from the network.
+    Del(Target),
+}
+
+#[derive(clap::Args, Debug)]
+struct Target {
+    /// The network name.
+    net: String,
+    /// The network namespace path, e.g. /var/run/netns/foo.
+    netns: String,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .map_or((s, "s"), |i| (&s[..i], &s[i..]));
+    let n: f64 = num.parse().map_err(|_| format!("invalid duration {s:?}"))?;
+    let secs = match unit {
+        "ms" => n / 1e3,
+        "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(format!("invalid duration unit in {s:?} (use ms, s, m or h)")),
+    };
+    if !(secs.is_finite() && secs > 0.0) {
+        return Err(format!("duration must be positive: {s:?}"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// The reference cnitool's `CNI_ARGS` parsing: `;`-separated pairs of
+/// exactly two non-empty `=`-separated parts.
+fn parse_cni_args(args: &str) -> Result<Vec<(String, String)>> {
+    args.split(';')
+        .map(|pair| {
+            let kv: Vec<&str> = pair.split('=').collect();
+            match kv.as_slice() {
+                [k, v] if !k.is_empty() && !v.is_empty() => Ok(((*k).to_owned(), (*v).to_owned())),
+                _ => Err(anyhow!("invalid CNI_ARGS pair {pair:?}")),
+            }
+        })
+        .collect()
+}
+
+/// Go's `filepath.Abs`: join with the working directory, then clean
+/// lexically (`.` and `..` removed, no symlinks resolved).
+fn absolute(p: &str) -> Result<PathBuf> {
+    let p = Path::new(p);
+    let joined = if p.is_absolute() {
+        p.to_owned()
+    } else {
+        std::env::current_dir()
+            .context("cannot determine the working directory")?
+            .join(p)
+    };
+    let mut out = PathBuf::from("/");
+    for c in joined.components() {
+        match c {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::Normal(n) => out.push(n),
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+        }
+    }
+    Ok(out)
+}
+
+/// `cnitool-` + hex of the first 10 bytes of SHA-512 of the netns path.
+fn container_id(netns: &str) -> String {
+    let digest = Sha512::digest(netns.as_bytes());
+    let hex: String = digest[..10].iter().map(|b| format!("{b:02x}")).collect();
+    format!("cnitool-{hex}")
+}
+
+fn env_nonempty(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+struct Job {
+    cni: Cni,
+    list: NetworkConfigList,
+    rt: RuntimeConfig,
+    op: Op,
+}
+
+fn prepare(cli: &Cli) -> Result<Job> {
+    let (op, target) = match &cli.command {
+        Command::Add(t) => (Op::Add, t),
+        Command::Check(t) => (Op::Check, t),
+        Command::Del(t) => (Op::Del, t),
+    };
+    let netdir = env_nonempty("NETCONFPATH").unwrap_or_else(|| DEFAULT_NET_DIR.to_owned());
+    let list = ConfigLoader::new(&netdir).network(&target.net)?;
+
+    let mut rt_caps = serde_json::Map::new();
+    if let Some(caps) = env_nonempty("CAP_ARGS") {
+        rt_caps = serde_json::from_str(&caps).context("CAP_ARGS must be a JSON object")?;
+    }
+    let args = match env_nonempty("CNI_ARGS") {
+        Some(a) => parse_cni_args(&a)?,
+        None => Vec::new(),
+    };
+    let ifname = std::env::var("CNI_IFNAME").unwrap_or_else(|_| "eth0".to_owned());
+    let netns = absolute(&target.netns)?;
+    let netns = netns
+        .to_str()
+        .ok_or_else(|| anyhow!("netns path {} is not UTF-8", netns.display()))?
+        .to_owned();
+    let cid = env_nonempty("CNI_CONTAINERID").unwrap_or_else(|| container_id(&netns));
+    let dirs: Vec<PathBuf> = std::env::var("CNI_PATH")
+        .unwrap_or_default()
+        .split(':')
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .collect();
+    let mut cni = Cni::new(dirs);
+    if let Some(dir) = env_nonempty("CNI_CACHE_DIR") {
+        cni = cni.cache_dir(dir);
+    }
+    if let Some(t) = cli.timeout {
+        cni = cni.timeout(t);
+    }
+    let rt = RuntimeConfig::new(cid, netns, ifname)
+        .args(args)
+        .capability_args(rt_caps);
+    Ok(Job { cni, list, rt, op })
+}
+
+async fn execute(job: &Job) -> Result<Option<Vec<u8>>> {
+    Ok(match job.op {
+        Op::Add => Some(job.cni.add_network_list(&job.list, &job.rt).await?.to_json_pretty()),
+        Op::Check => {
+            job.cni.check_network_list(&job.list, &job.rt).await?;
+            None
+        }
+        _ => {
+            job.cni.del_network_list(&job.list, &job.rt).await?;
+            None
+        }
+    })
+}
+
+async fn run(cli: Cli) -> Result<ExitCode> {
+    let job = prepare(&cli)?;
+    if cli.dry_run {
+        print!("{}", job.cni.plan(job.op, &job.list, &job.rt)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let (name, code) = tokio::select! {
+        res = execute(&job) => {
+            if let Some(out) = res? {
+                use std::io::Write;
+                let mut stdout = std::io::stdout().lock();
+                // As the reference: indented by four spaces, no trailing newline.
+                stdout.write_all(&out).context("writing the result")?;
+                stdout.flush().context("writing the result")?;
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        _ = sigint.recv() => ("SIGINT", 130),
+        _ = sigterm.recv() => ("SIGTERM", 143),
+    };
+    // Leaving the select dropped the operation, which killed the running
+    // plugin's process group.
+    eprintln!(
+        "{name} received: {} of network {:?} cancelled, running plugin killed",
+        job.op,
+        job.list.name()
+    );
+    Ok(ExitCode::from(code))
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { 1 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("{e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn container_id_matches_the_reference() {
+        assert_eq!(container_id("/var/run/netns/foo"), "cnitool-0e6b52a07b770f1e750c");
+    }
+
+    #[test]
+    fn cni_args_need_two_non_empty_parts() {
+        assert_eq!(
+            parse_cni_args("A=1;B=2").unwrap(),
+            [("A".to_owned(), "1".to_owned()), ("B".to_owned(), "2".to_owned())]
+        );
+        for bad in ["A=1;", "A=b=c", "=1", "A=", "A"] {
+            let e = parse_cni_args(bad).unwrap_err().to_string();
+            assert!(e.starts_with("invalid CNI_ARGS pair"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn absolute_cleans_like_go() {
+        assert_eq!(absolute("/var/run/../run/netns/./x/").unwrap(), PathBuf::from("/var/run/netns/x"));
+        assert_eq!(absolute("/..").unwrap(), PathBuf::from("/"));
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30").unwrap(), Duration::from_secs(30));
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert!(parse_duration("0").is_err());
+        assert!(parse_duration("5x").is_err());
+    }
+}
