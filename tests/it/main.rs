@@ -1,1 +1,8 @@
-mod support {}
+//! The integration tests: one binary, one module per area.
+
+mod support;
+
+mod cache;
+mod cli;
+mod ops;
+mod real;

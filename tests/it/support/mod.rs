@@ -1,0 +1,162 @@
+//! Shared helpers: a private temp environment per test, the test plugin,
+//! and prerequisite checks that fail under CI instead of skipping.
+
+#![allow(dead_code)]
+
+pub mod netns;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use libcni::{Cni, NetworkConfigList};
+use serde_json::Value;
+
+/// The test double plugin built by cargo.
+pub fn test_plugin_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_cni-test-plugin"))
+}
+
+/// The cnitool binary built by cargo.
+pub fn cnitool_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_cnitool"))
+}
+
+/// Whether this run is CI (`CI=true`): missing prerequisites then fail.
+pub fn under_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// Returns whether a prerequisite holds. When it does not: under CI the test
+/// fails; elsewhere it prints why it is skipped.
+pub fn require(ok: bool, what: &str) -> bool {
+    if !ok {
+        assert!(!under_ci(), "prerequisite missing under CI: {what}");
+        eprintln!("skipping: {what}");
+    }
+    ok
+}
+
+/// Whether we are root.
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// A temp root with `net.d/`, `bin/` and `cache/`, removed on drop.
+pub struct TestEnv {
+    pub root: PathBuf,
+    pub net_d: PathBuf,
+    pub bin: PathBuf,
+    pub cache: PathBuf,
+}
+
+impl TestEnv {
+    pub fn new(name: &str) -> TestEnv {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let root = std::env::temp_dir().join(format!(
+            "libcni-it-{name}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&root);
+        let env = TestEnv {
+            net_d: root.join("net.d"),
+            bin: root.join("bin"),
+            cache: root.join("cache"),
+            root,
+        };
+        for d in [&env.net_d, &env.bin] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        env
+    }
+
+    /// Installs the test plugin as `bin/<name>` (a symlink) and returns its path.
+    pub fn plugin(&self, name: &str) -> PathBuf {
+        let p = self.bin.join(name);
+        if !p.exists() {
+            std::os::unix::fs::symlink(test_plugin_bin(), &p).unwrap();
+        }
+        p
+    }
+
+    /// Writes `net.d/<file>` and returns its path.
+    pub fn write_config(&self, file: &str, text: &str) -> PathBuf {
+        let p = self.net_d.join(file);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    /// Parses a conflist given as JSON text.
+    pub fn list(&self, text: &str) -> NetworkConfigList {
+        NetworkConfigList::from_bytes(text.as_bytes()).unwrap()
+    }
+
+    /// A path under the root.
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.root.join(rel)
+    }
+
+    /// A runtime on `bin/` and `cache/` with short timeouts.
+    pub fn cni(&self) -> Cni {
+        Cni::new([&self.bin])
+            .cache_dir(&self.cache)
+            .timeout(Duration::from_secs(20))
+            .kill_grace(Duration::from_millis(500))
+    }
+
+    /// What plugin `name` logged, one JSON object per call.
+    pub fn calls(&self, name: &str) -> Vec<Value> {
+        read_jsonl(&self.bin.join(format!("{name}.calls.jsonl")))
+    }
+
+    /// The cache files in `cache/results`, by name.
+    pub fn cache_files(&self) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(self.cache.join("results"))
+            .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+            .unwrap_or_default();
+        v.sort();
+        v
+    }
+}
+
+impl Drop for TestEnv {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+/// Reads a JSON-lines file (missing: empty).
+pub fn read_jsonl(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// The stdin a logged call received, parsed.
+pub fn stdin_of(call: &Value) -> Value {
+    serde_json::from_str(call["stdin"].as_str().unwrap()).unwrap()
+}
+
+/// Whether process `pid` is still running (not a zombie, not gone).
+pub fn process_running(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => {
+            let state = stat.rfind(')').and_then(|i| stat[i + 1..].split_whitespace().next());
+            !matches!(state, Some("Z" | "X") | None)
+        }
+        Err(_) => false,
+    }
+}
+
+/// The pids listed in a pid file.
+pub fn pids(path: &Path) -> Vec<u32> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
+}
