@@ -285,24 +285,15 @@ impl Cache {
         Ok(out)
     }
 
-    /// Removes an attachment's cache file (a missing file is fine).
+    /// Removes an attachment's cache file (a missing file is fine). The
+    /// directory is not synced: if a crash brings the entry back, the next
+    /// DEL or GC of that attachment removes it again (DEL is idempotent).
     pub(crate) fn remove(&self, path: &Path) -> Result<(), Error> {
         match fs::remove_file(path) {
-            Ok(()) => {
-                if let Some(dir) = path.parent() {
-                    sync_dir(dir);
-                }
-                Ok(())
-            }
+            Ok(()) => Ok(()),
             Err(e) if e.kind() == IoKind::NotFound => Ok(()),
             Err(e) => Err(Error::io("removing cache file", path, e)),
         }
-    }
-}
-
-fn sync_dir(dir: &Path) {
-    if let Ok(d) = File::open(dir) {
-        let _ = d.sync_all();
     }
 }
 
@@ -310,7 +301,10 @@ static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// temp file (0600, O_EXCL, O_NOFOLLOW) + fdatasync + rename + fsync(dir).
 fn write_atomic(dir: &Path, path: &Path, bytes: &[u8]) -> Result<(), Error> {
-    let name = path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
     let tmp = dir.join(format!(
         ".{name}.{}.{}.tmp",
         std::process::id(),
@@ -398,7 +392,9 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Entry, String> {
 pub(crate) fn cached_result(bytes: &[u8]) -> Result<CniResult, Error> {
     match decode(bytes) {
         Ok(entry) => {
-            let json = entry.result.map_or_else(|| b"{}".to_vec(), |v| to_go_json(&v));
+            let json = entry
+                .result
+                .map_or_else(|| b"{}".to_vec(), |v| to_go_json(&v));
             CniResult::from_json(&json)
         }
         Err(_) => CniResult::from_json(bytes),
@@ -425,7 +421,11 @@ const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz012
 pub(crate) fn base64_encode(data: &[u8]) -> String {
     let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
     for chunk in data.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..4 {
             if i <= chunk.len() {
@@ -508,7 +508,10 @@ mod tests {
 
     #[test]
     fn cached_result_falls_back_to_legacy_and_empty() {
-        let r = cached_result(br#"{"cniVersion":"0.4.0","ips":[{"version":"4","address":"10.0.0.2/24"}]}"#).unwrap();
+        let r = cached_result(
+            br#"{"cniVersion":"0.4.0","ips":[{"version":"4","address":"10.0.0.2/24"}]}"#,
+        )
+        .unwrap();
         assert_eq!(r.version().as_str(), "0.4.0");
         let r = cached_result(br#"{"kind":"cniCacheV1","containerId":"c"}"#).unwrap();
         assert_eq!(r.version().as_str(), "0.1.0");

@@ -162,7 +162,11 @@ fn invalid(field: AttachmentField, value: &str, reason: &'static str) -> Error {
 fn validate_add(network: &str, rt: &RuntimeConfig) -> Result<(), Error> {
     let cid = rt.container_id();
     if cid.is_empty() {
-        return Err(invalid(AttachmentField::ContainerId, cid, "missing container ID"));
+        return Err(invalid(
+            AttachmentField::ContainerId,
+            cid,
+            "missing container ID",
+        ));
     }
     if !valid_name(cid) {
         return Err(invalid(
@@ -172,7 +176,11 @@ fn validate_add(network: &str, rt: &RuntimeConfig) -> Result<(), Error> {
         ));
     }
     if network.is_empty() {
-        return Err(invalid(AttachmentField::NetworkName, network, "missing network name"));
+        return Err(invalid(
+            AttachmentField::NetworkName,
+            network,
+            "missing network name",
+        ));
     }
     if !valid_name(network) {
         return Err(invalid(
@@ -188,7 +196,10 @@ fn validate_add(network: &str, rt: &RuntimeConfig) -> Result<(), Error> {
         "interface name is too long; interface name should be less than 16 characters"
     } else if ifname == "." || ifname == ".." {
         "interface name is . or .."
-    } else if ifname.chars().any(|c| c == '/' || c == ':' || c.is_whitespace()) {
+    } else if ifname
+        .chars()
+        .any(|c| c == '/' || c == ':' || c.is_whitespace())
+    {
         "interface name contains / or : or whitespace characters"
     } else {
         return Ok(());
@@ -238,8 +249,17 @@ impl<E: PluginExec> Cni<E> {
     }
 
     /// Runs one invocation; a non-zero exit becomes an error.
-    async fn run(&self, inv: &Invocation, stdin: &[u8], network: &str) -> Result<ExecOutput, Error> {
-        let ctx = |e: Error| e.for_plugin(inv.plugin_type()).in_network(network).during(inv.op());
+    async fn run(
+        &self,
+        inv: &Invocation,
+        stdin: &[u8],
+        network: &str,
+    ) -> Result<ExecOutput, Error> {
+        let ctx = |e: Error| {
+            e.for_plugin(inv.plugin_type())
+                .in_network(network)
+                .during(inv.op())
+        };
         let span = tracing::debug_span!(
             "plugin",
             plugin = inv.plugin_type(),
@@ -290,7 +310,11 @@ impl<E: PluginExec> Cni<E> {
     }
 
     /// The cached result of an attachment, converted to the list's version.
-    fn read_cached(&self, list: &NetworkConfigList, path: &Path) -> Result<Option<CniResult>, Error> {
+    fn read_cached(
+        &self,
+        list: &NetworkConfigList,
+        path: &Path,
+    ) -> Result<Option<CniResult>, Error> {
         let ctx = |e: Error| e.at_path(path).in_network(list.name());
         let Some(bytes) = self.cache.read(path).map_err(ctx)? else {
             return Ok(None);
@@ -317,8 +341,16 @@ impl<E: PluginExec> Cni<E> {
     ///
     /// As the operation would fail before running a plugin: a plugin not
     /// found, an invalid attachment, an unusable cache (CHECK).
-    pub fn plan(&self, op: Op, list: &NetworkConfigList, rt: &RuntimeConfig) -> Result<Plan, Error> {
-        let path = self.cache.file(list.name(), rt).map_err(|e| e.in_network(list.name()).during(op))?;
+    pub fn plan(
+        &self,
+        op: Op,
+        list: &NetworkConfigList,
+        rt: &RuntimeConfig,
+    ) -> Result<Plan, Error> {
+        let path = self
+            .cache
+            .file(list.name(), rt)
+            .map_err(|e| e.in_network(list.name()).during(op))?;
         match op {
             Op::Add => {
                 validate_add(list.name(), rt).map_err(|e| e.in_network(list.name()).during(op))?;
@@ -395,7 +427,11 @@ impl<E: PluginExec> Cni<E> {
         self.add_inner(list, rt).instrument(span).await
     }
 
-    async fn add_inner(&self, list: &NetworkConfigList, rt: &RuntimeConfig) -> Result<CniResult, Error> {
+    async fn add_inner(
+        &self,
+        list: &NetworkConfigList,
+        rt: &RuntimeConfig,
+    ) -> Result<CniResult, Error> {
         let started = Instant::now();
         let net = list.name();
         let ctx = |e: Error| e.in_network(net).during(Op::Add);
@@ -416,7 +452,10 @@ impl<E: PluginExec> Cni<E> {
         self.cache
             .write(&path, net, rt, list.bytes(), &result)
             .map_err(ctx)?;
-        tracing::info!(duration_ms = started.elapsed().as_secs_f64() * 1e3, "ADD done");
+        tracing::info!(
+            duration_ms = started.elapsed().as_secs_f64() * 1e3,
+            "ADD done"
+        );
         Ok(result)
     }
 
@@ -435,7 +474,11 @@ impl<E: PluginExec> Cni<E> {
     /// # Cancellation
     ///
     /// Dropping the future kills the running plugin's process group.
-    pub async fn check_network_list(&self, list: &NetworkConfigList, rt: &RuntimeConfig) -> Result<(), Error> {
+    pub async fn check_network_list(
+        &self,
+        list: &NetworkConfigList,
+        rt: &RuntimeConfig,
+    ) -> Result<(), Error> {
         let span = tracing::info_span!(
             "cni",
             op = "CHECK",
@@ -472,7 +515,11 @@ impl<E: PluginExec> Cni<E> {
     /// The prevResult DEL sends: the cached result converted to the list's
     /// version, from 0.4.0 on. A missing, corrupt or unconvertible cache
     /// does not stop DEL: it runs without one.
-    fn del_prev_result(&self, list: &NetworkConfigList, path: &Path) -> Result<Option<CniResult>, Error> {
+    fn del_prev_result(
+        &self,
+        list: &NetworkConfigList,
+        path: &Path,
+    ) -> Result<Option<CniResult>, Error> {
         let ctx = |e: Error| e.in_network(list.name()).during(Op::Del);
         if !version_at_least(list, V0_4_0).map_err(ctx)? {
             return Ok(None);
@@ -504,7 +551,11 @@ impl<E: PluginExec> Cni<E> {
     ///
     /// Dropping the future kills the running plugin's process group; the
     /// cache entry is kept.
-    pub async fn del_network_list(&self, list: &NetworkConfigList, rt: &RuntimeConfig) -> Result<(), Error> {
+    pub async fn del_network_list(
+        &self,
+        list: &NetworkConfigList,
+        rt: &RuntimeConfig,
+    ) -> Result<(), Error> {
         let span = tracing::info_span!(
             "cni",
             op = "DEL",
@@ -543,8 +594,13 @@ impl<E: PluginExec> Cni<E> {
     /// # Cancellation
     ///
     /// As [`add_network_list`](Self::add_network_list).
-    pub async fn add_network(&self, plugin: &PluginConfig, rt: &RuntimeConfig) -> Result<CniResult, Error> {
-        self.add_network_list(&NetworkConfigList::single(plugin), rt).await
+    pub async fn add_network(
+        &self,
+        plugin: &PluginConfig,
+        rt: &RuntimeConfig,
+    ) -> Result<CniResult, Error> {
+        self.add_network_list(&NetworkConfigList::single(plugin), rt)
+            .await
     }
 
     /// CHECK of a single plugin configuration (libcni's `CheckNetwork`; no
@@ -557,8 +613,13 @@ impl<E: PluginExec> Cni<E> {
     /// # Cancellation
     ///
     /// As [`check_network_list`](Self::check_network_list).
-    pub async fn check_network(&self, plugin: &PluginConfig, rt: &RuntimeConfig) -> Result<(), Error> {
-        self.check_network_list(&NetworkConfigList::single(plugin), rt).await
+    pub async fn check_network(
+        &self,
+        plugin: &PluginConfig,
+        rt: &RuntimeConfig,
+    ) -> Result<(), Error> {
+        self.check_network_list(&NetworkConfigList::single(plugin), rt)
+            .await
     }
 
     /// DEL of a single plugin configuration (libcni's `DelNetwork`).
@@ -570,8 +631,13 @@ impl<E: PluginExec> Cni<E> {
     /// # Cancellation
     ///
     /// As [`del_network_list`](Self::del_network_list).
-    pub async fn del_network(&self, plugin: &PluginConfig, rt: &RuntimeConfig) -> Result<(), Error> {
-        self.del_network_list(&NetworkConfigList::single(plugin), rt).await
+    pub async fn del_network(
+        &self,
+        plugin: &PluginConfig,
+        rt: &RuntimeConfig,
+    ) -> Result<(), Error> {
+        self.del_network_list(&NetworkConfigList::single(plugin), rt)
+            .await
     }
 
     /// Asks a plugin which spec versions it supports (`VERSION`). A plugin
@@ -588,7 +654,10 @@ impl<E: PluginExec> Cni<E> {
     /// Dropping the future kills the plugin's process group.
     pub async fn version_info(&self, plugin_type: &str) -> Result<VersionInfo, Error> {
         let ctx = |e: Error| e.for_plugin(plugin_type).during(Op::Version);
-        let path = self.exec.find(plugin_type, &self.plugin_dirs).map_err(ctx)?;
+        let path = self
+            .exec
+            .find(plugin_type, &self.plugin_dirs)
+            .map_err(ctx)?;
         let inv = plan::version_invocation(plugin_type, path);
         let req = ExecRequest {
             path: inv.path(),
@@ -618,9 +687,16 @@ impl<E: PluginExec> Cni<E> {
     ///
     /// The one error, or [`ErrorKind::Multiple`] with all of them: plugin
     /// lookup and `VERSION` errors, [`ErrorKind::IncompatibleVersion`].
-    pub async fn validate_network_list(&self, list: &NetworkConfigList) -> Result<Vec<String>, Error> {
+    pub async fn validate_network_list(
+        &self,
+        list: &NetworkConfigList,
+    ) -> Result<Vec<String>, Error> {
         let mut errors = Vec::new();
-        let version = if list.cni_version().is_empty() { "0.1.0" } else { list.cni_version() };
+        let version = if list.cni_version().is_empty() {
+            "0.1.0"
+        } else {
+            list.cni_version()
+        };
         for plugin in list.plugins() {
             match self.version_info(plugin.plugin_type()).await {
                 Ok(vi) if vi.supports(version) => {}
@@ -634,7 +710,10 @@ impl<E: PluginExec> Cni<E> {
                 Err(e) => errors.push(e),
             }
         }
-        let mut errors: Vec<Error> = errors.into_iter().map(|e| e.in_network(list.name())).collect();
+        let mut errors: Vec<Error> = errors
+            .into_iter()
+            .map(|e| e.in_network(list.name()))
+            .collect();
         match errors.len() {
             0 => Ok(list.capabilities().into_iter().map(str::to_owned).collect()),
             1 => Err(errors.remove(0)),
@@ -649,7 +728,8 @@ impl<E: PluginExec> Cni<E> {
     ///
     /// As [`validate_network_list`](Self::validate_network_list).
     pub async fn validate_network(&self, plugin: &PluginConfig) -> Result<Vec<String>, Error> {
-        self.validate_network_list(&NetworkConfigList::single(plugin)).await
+        self.validate_network_list(&NetworkConfigList::single(plugin))
+            .await
     }
 
     /// The cached result of the last ADD of an attachment, converted to the
@@ -659,8 +739,15 @@ impl<E: PluginExec> Cni<E> {
     ///
     /// [`ErrorKind::InvalidAttachment`] for names that would escape the cache,
     /// [`ErrorKind::Cache`] for a cache file that cannot be used.
-    pub fn cached_result(&self, list: &NetworkConfigList, rt: &RuntimeConfig) -> Result<Option<CniResult>, Error> {
-        let path = self.cache.file(list.name(), rt).map_err(|e| e.in_network(list.name()))?;
+    pub fn cached_result(
+        &self,
+        list: &NetworkConfigList,
+        rt: &RuntimeConfig,
+    ) -> Result<Option<CniResult>, Error> {
+        let path = self
+            .cache
+            .file(list.name(), rt)
+            .map_err(|e| e.in_network(list.name()))?;
         self.read_cached(list, &path)
     }
 
@@ -671,8 +758,15 @@ impl<E: PluginExec> Cni<E> {
     ///
     /// [`ErrorKind::InvalidAttachment`], and [`ErrorKind::Cache`] for a file
     /// that is not a `cniCacheV1` entry (no legacy fallback, as in libcni).
-    pub fn cached_config(&self, list: &NetworkConfigList, rt: &RuntimeConfig) -> Result<Option<CachedConfig>, Error> {
-        let path = self.cache.file(list.name(), rt).map_err(|e| e.in_network(list.name()))?;
+    pub fn cached_config(
+        &self,
+        list: &NetworkConfigList,
+        rt: &RuntimeConfig,
+    ) -> Result<Option<CachedConfig>, Error> {
+        let path = self
+            .cache
+            .file(list.name(), rt)
+            .map_err(|e| e.in_network(list.name()))?;
         let ctx = |e: Error| e.at_path(&path).in_network(list.name());
         let Some(bytes) = self.cache.read(&path).map_err(ctx)? else {
             return Ok(None);

@@ -178,8 +178,11 @@ impl Invocation {
 
     /// The stdin bytes with `prev_result` (a result's JSON) as `prevResult`.
     pub(crate) fn stdin_with(&self, prev_result: Option<&[u8]>) -> Vec<u8> {
-        let mut inject: Vec<(&str, &[u8])> =
-            self.inject.iter().map(|(k, v)| (*k, v.as_slice())).collect();
+        let mut inject: Vec<(&str, &[u8])> = self
+            .inject
+            .iter()
+            .map(|(k, v)| (*k, v.as_slice()))
+            .collect();
         if let Some(p) = prev_result {
             inject.push(("prevResult", p));
         }
@@ -280,7 +283,10 @@ pub(crate) fn cni_env(
 /// libcni's `injectRuntimeConfig`: the capability arguments whose key the
 /// plugin declares as a `true` capability; `None` when there are none (then
 /// nothing is injected and any `runtimeConfig` in the config passes through).
-pub(crate) fn runtime_config(plugin: &PluginConfig, rt: &RuntimeConfig) -> Option<Map<String, Value>> {
+pub(crate) fn runtime_config(
+    plugin: &PluginConfig,
+    rt: &RuntimeConfig,
+) -> Option<Map<String, Value>> {
     let rc: Map<String, Value> = rt
         .capability_args
         .iter()
@@ -413,7 +419,10 @@ mod tests {
     fn cni_version_is_always_injected_even_empty() {
         let l = list(r#"{"name":"net","plugins":[{"type":"x"}]}"#);
         let p = plan(&l, Op::Add, &RuntimeConfig::new("c", "/ns", "eth0"), None);
-        assert_eq!(stdin(&p.invocations()[0]), r#"{"type":"x","cniVersion":"","name":"net"}"#);
+        assert_eq!(
+            stdin(&p.invocations()[0]),
+            r#"{"type":"x","cniVersion":"","name":"net"}"#
+        );
     }
 
     #[test]
@@ -430,7 +439,10 @@ mod tests {
             .capability_arg("ips", Value::Null);
         let p = plan(&l, Op::Add, &rt, None);
         // Replaced wholesale when a capability matches.
-        assert!(stdin(&p.invocations()[0]).ends_with(r#""runtimeConfig":{"portMappings":[{"hostPort":8080}]}}"#));
+        assert!(
+            stdin(&p.invocations()[0])
+                .ends_with(r#""runtimeConfig":{"portMappings":[{"hostPort":8080}]}}"#)
+        );
         // Passed through when nothing matches.
         assert!(stdin(&p.invocations()[1]).contains(r#""runtimeConfig":{"kept":true}"#));
         // Values go as they are, even null.
@@ -440,7 +452,9 @@ mod tests {
     #[test]
     fn env_has_all_six_variables_even_empty() {
         let l = list(r#"{"cniVersion":"1.0.0","name":"net","plugins":[{"type":"x"}]}"#);
-        let rt = RuntimeConfig::new("", "", "eth0").arg("K1", "v;1").arg("K2", "a=b");
+        let rt = RuntimeConfig::new("", "", "eth0")
+            .arg("K1", "v;1")
+            .arg("K2", "a=b");
         let p = plan(&l, Op::Del, &rt, None);
         let env = p.invocations()[0].env();
         let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
@@ -454,7 +468,8 @@ mod tests {
 
     #[test]
     fn del_plan_is_reversed_and_carries_the_cached_result() {
-        let l = list(r#"{"cniVersion":"1.0.0","name":"net","plugins":[{"type":"a"},{"type":"b"}]}"#);
+        let l =
+            list(r#"{"cniVersion":"1.0.0","name":"net","plugins":[{"type":"a"},{"type":"b"}]}"#);
         let rt = RuntimeConfig::new("c", "/ns", "eth0");
         let p = plan(&l, Op::Del, &rt, Some(r#"{"cniVersion":"1.0.0"}"#));
         let types: Vec<_> = p.invocations().iter().map(|i| i.plugin_type()).collect();
@@ -465,8 +480,14 @@ mod tests {
         }
         let add = plan(&l, Op::Add, &rt, None);
         assert_eq!(add.invocations()[0].prev_result(), &PrevResult::None);
-        assert_eq!(add.invocations()[1].prev_result(), &PrevResult::PreviousPlugin);
-        assert!(add.to_string().contains("prevResult: the result of the previous plugin"));
+        assert_eq!(
+            add.invocations()[1].prev_result(),
+            &PrevResult::PreviousPlugin
+        );
+        assert!(
+            add.to_string()
+                .contains("prevResult: the result of the previous plugin")
+        );
     }
 
     #[test]

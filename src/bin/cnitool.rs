@@ -67,7 +67,11 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
         "s" => n,
         "m" => n * 60.0,
         "h" => n * 3600.0,
-        _ => return Err(format!("invalid duration unit in {s:?} (use ms, s, m or h)")),
+        _ => {
+            return Err(format!(
+                "invalid duration unit in {s:?} (use ms, s, m or h)"
+            ));
+        }
     };
     if !(secs.is_finite() && secs > 0.0) {
         return Err(format!("duration must be positive: {s:?}"));
@@ -176,7 +180,12 @@ fn prepare(cli: &Cli) -> Result<Job> {
 
 async fn execute(job: &Job) -> Result<Option<Vec<u8>>> {
     Ok(match job.op {
-        Op::Add => Some(job.cni.add_network_list(&job.list, &job.rt).await?.to_json_pretty()),
+        Op::Add => Some(
+            job.cni
+                .add_network_list(&job.list, &job.rt)
+                .await?
+                .to_json_pretty(),
+        ),
         Op::Check => {
             job.cni.check_network_list(&job.list, &job.rt).await?;
             None
@@ -230,7 +239,10 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("cannot start the async runtime: {e}");
@@ -252,14 +264,20 @@ mod tests {
 
     #[test]
     fn container_id_matches_the_reference() {
-        assert_eq!(container_id("/var/run/netns/foo"), "cnitool-0e6b52a07b770f1e750c");
+        assert_eq!(
+            container_id("/var/run/netns/foo"),
+            "cnitool-0e6b52a07b770f1e750c"
+        );
     }
 
     #[test]
     fn cni_args_need_two_non_empty_parts() {
         assert_eq!(
             parse_cni_args("A=1;B=2").unwrap(),
-            [("A".to_owned(), "1".to_owned()), ("B".to_owned(), "2".to_owned())]
+            [
+                ("A".to_owned(), "1".to_owned()),
+                ("B".to_owned(), "2".to_owned())
+            ]
         );
         for bad in ["A=1;", "A=b=c", "=1", "A=", "A"] {
             let e = parse_cni_args(bad).unwrap_err().to_string();
@@ -269,7 +287,10 @@ mod tests {
 
     #[test]
     fn absolute_cleans_like_go() {
-        assert_eq!(absolute("/var/run/../run/netns/./x/").unwrap(), PathBuf::from("/var/run/netns/x"));
+        assert_eq!(
+            absolute("/var/run/../run/netns/./x/").unwrap(),
+            PathBuf::from("/var/run/netns/x")
+        );
         assert_eq!(absolute("/..").unwrap(), PathBuf::from("/"));
     }
 

@@ -158,7 +158,10 @@ mod tests {
                 ErrorKind::InvalidPluginName { .. }
             ));
         }
-        assert!(matches!(find_plugin("x", &[]).unwrap_err().kind(), ErrorKind::NoPluginDirs));
+        assert!(matches!(
+            find_plugin("x", &[]).unwrap_err().kind(),
+            ErrorKind::NoPluginDirs
+        ));
     }
 
     #[test]
@@ -169,13 +172,18 @@ mod tests {
         std::fs::create_dir_all(&b).unwrap();
         std::fs::write(b.join("plug"), "").unwrap();
         std::fs::set_permissions(b.join("plug"), std::fs::Permissions::from_mode(0o755)).unwrap();
-        assert_eq!(find_plugin("plug", &[a.clone(), b.clone()]).unwrap(), b.join("plug"));
+        assert_eq!(
+            find_plugin("plug", &[a.clone(), b.clone()]).unwrap(),
+            b.join("plug")
+        );
         std::fs::write(a.join("noexec"), "").unwrap();
         std::fs::write(b.join("noexec"), "").unwrap();
         std::fs::set_permissions(b.join("noexec"), std::fs::Permissions::from_mode(0o755)).unwrap();
         // The first file found decides, even if a later one is executable.
         assert!(matches!(
-            find_plugin("noexec", &[a.clone(), b.clone()]).unwrap_err().kind(),
+            find_plugin("noexec", &[a.clone(), b.clone()])
+                .unwrap_err()
+                .kind(),
             ErrorKind::PluginNotExecutable { .. }
         ));
         let e = find_plugin("missing", &[a.clone(), b.clone()]).unwrap_err();

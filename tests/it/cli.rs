@@ -1,1 +1,270 @@
-//! (tests to come)
+//! cnitool, run as a process, against the test plugin.
+
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::support::{TestEnv, cnitool_bin, pids, process_running, stdin_of};
+
+fn cnitool(env: &TestEnv) -> Command {
+    let mut c = Command::new(cnitool_bin());
+    c.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("NETCONFPATH", &env.net_d)
+        .env("CNI_PATH", &env.bin)
+        .env("CNI_CACHE_DIR", &env.cache)
+        .current_dir(&env.root);
+    c
+}
+
+fn net(env: &TestEnv, name: &str, actions: Value) {
+    env.plugin("p");
+    let text = json!({"cniVersion":"1.0.0","name":name,"plugins":[{"type":"p","capabilities":{"portMappings":true},"testPlugin":actions}]});
+    env.write_config(&format!("10-{name}.conflist"), &text.to_string());
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn run(c: &mut Command) -> Output {
+    c.output().unwrap()
+}
+
+#[test]
+fn usage_errors_exit_1() {
+    let env = TestEnv::new("cli-usage");
+    for args in [&[][..], &["add"], &["add", "net"], &["bogus", "net", "/ns"]] {
+        let out = run(cnitool(&env).args(args));
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert!(!out.stderr.is_empty());
+    }
+    let out = run(cnitool(&env).arg("--help"));
+    assert_eq!(out.status.code(), Some(0));
+    assert!(text(&out.stdout).contains("NETCONFPATH"));
+}
+
+#[test]
+fn add_prints_the_result_like_the_reference_and_del_cleans_up() {
+    let env = TestEnv::new("cli-add");
+    net(&env, "clinet", json!({}));
+    let out = run(cnitool(&env).args(["add", "clinet", "/var/run/netns/foo"]));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    // Indented by four spaces, no trailing newline.
+    assert!(
+        stdout.starts_with("{\n    \"cniVersion\": \"1.0.0\",\n"),
+        "{stdout}"
+    );
+    assert!(stdout.ends_with('}'), "{stdout:?}");
+    let result: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(result["interfaces"][0]["sandbox"], "/var/run/netns/foo");
+    // The container ID is derived from the netns path as the reference does.
+    let call = &env.calls("p")[0];
+    assert_eq!(
+        call["env"]["CNI_CONTAINERID"],
+        "cnitool-0e6b52a07b770f1e750c"
+    );
+    assert_eq!(call["env"]["CNI_IFNAME"], "eth0");
+    assert_eq!(
+        env.cache_files(),
+        ["clinet-cnitool-0e6b52a07b770f1e750c-eth0"]
+    );
+    let out = run(cnitool(&env).args(["check", "clinet", "/var/run/netns/foo"]));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let out = run(cnitool(&env).args(["del", "clinet", "/var/run/netns/foo"]));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(out.stdout.is_empty());
+    assert!(env.cache_files().is_empty());
+}
+
+#[test]
+fn environment_variables_reach_the_plugin() {
+    let env = TestEnv::new("cli-env");
+    net(&env, "envnet", json!({}));
+    let out = run(cnitool(&env)
+        .args(["add", "envnet", "relative/../ns"])
+        .env("CNI_ARGS", "IgnoreUnknown=1;K8S_POD_NAME=web")
+        .env("CNI_IFNAME", "net1")
+        .env(
+            "CAP_ARGS",
+            r#"{"portMappings":[{"hostPort":8080,"containerPort":80}],"other":1}"#,
+        )
+        .env("CNI_CONTAINERID", "explicit-id")
+        .env("CNI_SOMETHING_ELSE", "stripped"));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let call = &env.calls("p")[0];
+    let e = &call["env"];
+    assert_eq!(e["CNI_ARGS"], "IgnoreUnknown=1;K8S_POD_NAME=web");
+    assert_eq!(e["CNI_IFNAME"], "net1");
+    assert_eq!(e["CNI_CONTAINERID"], "explicit-id");
+    // filepath.Abs: joined with the working directory and cleaned.
+    assert_eq!(e["CNI_NETNS"], env.root.join("ns").to_str().unwrap());
+    // Only the six CNI variables, none inherited from the runtime.
+    let cni_vars: Vec<&String> = e
+        .as_object()
+        .unwrap()
+        .keys()
+        .filter(|k| k.starts_with("CNI_"))
+        .collect();
+    assert_eq!(cni_vars.len(), 6, "{cni_vars:?}");
+    assert_eq!(
+        stdin_of(call)["runtimeConfig"],
+        json!({"portMappings":[{"hostPort":8080,"containerPort":80}]})
+    );
+}
+
+#[test]
+fn bad_environment_values_are_errors() {
+    let env = TestEnv::new("cli-badenv");
+    net(&env, "b", json!({}));
+    for (var, val, msg) in [
+        ("CNI_ARGS", "A=1;", "invalid CNI_ARGS pair \"\""),
+        ("CNI_ARGS", "A=b=c", "invalid CNI_ARGS pair \"A=b=c\""),
+        ("CAP_ARGS", "[1]", "CAP_ARGS"),
+    ] {
+        let out = run(cnitool(&env).args(["add", "b", "/ns"]).env(var, val));
+        assert_eq!(out.status.code(), Some(1), "{var}={val}");
+        assert!(text(&out.stderr).contains(msg), "{}", text(&out.stderr));
+    }
+    // An empty CNI_IFNAME is used as is (the default applies only when unset).
+    let out = run(cnitool(&env)
+        .args(["add", "b", "/ns"])
+        .env("CNI_IFNAME", ""));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("interface name"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(env.calls("p").is_empty());
+}
+
+#[test]
+fn errors_go_to_stderr_with_exit_1() {
+    let env = TestEnv::new("cli-err");
+    net(
+        &env,
+        "e",
+        json!({"ADD": {"error": {"code": 7, "msg": "bad config", "details": "field x"}}}),
+    );
+    let out = run(cnitool(&env).args(["add", "e", "/ns"]));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("bad config; field x")
+            && err.contains("plugin `p`")
+            && err.contains("network `e`"),
+        "{err}"
+    );
+    let out = run(cnitool(&env).args(["add", "missing", "/ns"]));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("no network configuration named \"missing\""));
+    let out = run(cnitool(&env)
+        .args(["add", "e", "/ns"])
+        .env_remove("CNI_PATH"));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("no plugin directories"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn dry_run_prints_the_plan_and_runs_nothing() {
+    let env = TestEnv::new("cli-dry");
+    net(&env, "dry", json!({}));
+    let out = run(cnitool(&env).args(["--dry-run", "add", "dry", "/ns"]));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let plan = text(&out.stdout);
+    assert!(
+        plan.contains("CNI_COMMAND=ADD") && plan.contains(r#""name":"dry""#),
+        "{plan}"
+    );
+    assert!(env.calls("p").is_empty());
+}
+
+#[test]
+fn timeout_flag_bounds_each_plugin_run() {
+    let env = TestEnv::new("cli-timeout");
+    let pidfile = env.path("pids");
+    net(
+        &env,
+        "t",
+        json!({"ADD": {"pidFile": pidfile, "hang": true}}),
+    );
+    let out = run(cnitool(&env).args(["--timeout", "300ms", "add", "t", "/ns"]));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("timed out after 300ms"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = run(cnitool(&env)
+        .args(["add", "t", "/ns"])
+        .env("CNITOOL_TIMEOUT", "0.2"));
+    assert!(
+        text(&out.stderr).contains("timed out after 200ms"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn sigterm_kills_the_plugin_group_before_cnitool_exits() {
+    for (sig, code) in [(libc::SIGTERM, 143), (libc::SIGINT, 130)] {
+        let env = TestEnv::new("cli-signal");
+        let pidfile = env.path("pids");
+        let child_pids = env.path("child-pids");
+        net(
+            &env,
+            "s",
+            json!({"ADD": {"pidFile": pidfile, "ignoreTerm": true, "spawnChild": {"pidFile": child_pids, "ignoreTerm": true}, "hang": true}}),
+        );
+        let mut child = cnitool(&env)
+            .args(["add", "s", "/ns"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        while pids(&child_pids).is_empty() {
+            assert!(child.try_wait().unwrap().is_none(), "cnitool exited early");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        // SAFETY: signalling the child we spawned.
+        unsafe {
+            libc::kill(child.id() as i32, sig);
+        }
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(code), "{}", text(&out.stderr));
+        assert!(
+            text(&out.stderr).contains("cancelled"),
+            "{}",
+            text(&out.stderr)
+        );
+        // The plugin and its child are gone by the time cnitool has exited
+        // (SIGKILL was delivered before it returned; allow the kernel to finish).
+        let all: Vec<u32> = pids(&pidfile)
+            .into_iter()
+            .chain(pids(&child_pids))
+            .collect();
+        let mut left = all.clone();
+        for _ in 0..200 {
+            left.retain(|p| process_running(*p));
+            if left.is_empty() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        for p in &left {
+            // SAFETY: cleanup of processes this test started.
+            unsafe {
+                libc::kill(*p as i32, libc::SIGKILL);
+            }
+        }
+        assert!(left.is_empty(), "survivors: {left:?}");
+    }
+}

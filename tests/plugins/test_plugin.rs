@@ -326,8 +326,7 @@ fn run(argv0: &str, command: Option<&str>, conf: &Map<String, Value>, out: &mut 
             .map_err(|e| bad(format!("testPlugin: cannot write mark {path}: {e}")))?;
     }
     if let Some(path) = touch {
-        append(path, "")
-            .map_err(|e| bad(format!("testPlugin: cannot create {path}: {e}")))?;
+        append(path, "").map_err(|e| bad(format!("testPlugin: cannot create {path}: {e}")))?;
     }
     if let Some(path) = wait_for {
         while !std::path::Path::new(path).exists() {

@@ -114,7 +114,11 @@ impl TestEnv {
     /// The cache files in `cache/results`, by name.
     pub fn cache_files(&self) -> Vec<String> {
         let mut v: Vec<String> = std::fs::read_dir(self.cache.join("results"))
-            .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
             .unwrap_or_default();
         v.sort();
         v
@@ -145,7 +149,9 @@ pub fn stdin_of(call: &Value) -> Value {
 pub fn process_running(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Ok(stat) => {
-            let state = stat.rfind(')').and_then(|i| stat[i + 1..].split_whitespace().next());
+            let state = stat
+                .rfind(')')
+                .and_then(|i| stat[i + 1..].split_whitespace().next());
             !matches!(state, Some("Z" | "X") | None)
         }
         Err(_) => false,
