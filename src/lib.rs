@@ -6,28 +6,36 @@
 //!
 //! - [`config`]: find, parse and validate network configurations
 //!   ([`ConfigLoader`], [`NetworkConfigList`], [`PluginConfig`]);
+//! - [`plan`]: what runs for an operation: each plugin's binary, environment
+//!   and exact stdin ([`Plan`], [`RuntimeConfig`]);
+//! - [`exec`]: finding and running plugins ([`PluginExec`], [`ProcessExec`]:
+//!   process groups, timeouts, kill on cancellation);
 //! - [`result`]: plugin results of every spec version ([`CniResult`]), their
-//!   JSON forms and conversion between versions;
+//!   JSON forms and conversion between versions, plugin errors;
+//! - the result cache, on disk as libcni lays it out;
+//! - [`Cni`]: the operations (ADD, CHECK, DEL, VERSION, validation, cache
+//!   lookups) tying these together;
 //! - [`version`]: spec version parsing and comparison, `VERSION` replies;
 //! - [`error`]: the one [`Error`] type, with an [`ErrorKind`] to match on.
 //!
 //! Behaviour follows the CNI spec 1.1.0 and the reference Go libcni v1.3.0;
-//! where this crate deliberately differs (it keeps plugin configs byte for
-//! byte, and a broken config file never hides a good one), the README says so.
+//! where this crate deliberately differs, the README says so.
 //!
 //! # Example
 //!
 //! ```no_run
-//! # fn main() -> Result<(), libcni::Error> {
-//! use libcni::{CniResult, ConfigLoader};
+//! # async fn run() -> Result<(), libcni::Error> {
+//! use libcni::{Cni, ConfigLoader, RuntimeConfig};
 //!
 //! let net = ConfigLoader::new("/etc/cni/net.d").network("mynet")?;
-//! for plugin in net.plugins() {
-//!     println!("{} ({})", plugin.plugin_type(), plugin.raw());
+//! let cni = Cni::new(["/opt/cni/bin"]);
+//! let rt = RuntimeConfig::new("c1", "/var/run/netns/c1", "eth0");
+//! let result = cni.add_network_list(&net, &rt).await?;
+//! for ip in result.to_latest().ips {
+//!     println!("{}", ip.address);
 //! }
-//! let result = CniResult::from_json(br#"{"cniVersion":"0.4.0","ips":[{"version":"4","address":"10.1.2.3/24"}]}"#)?;
-//! let latest = result.to_latest();
-//! assert_eq!(latest.ips[0].address.to_string(), "10.1.2.3/24");
+//! cni.check_network_list(&net, &rt).await?;
+//! cni.del_network_list(&net, &rt).await?;
 //! # Ok(()) }
 //! ```
 #![deny(missing_docs)]

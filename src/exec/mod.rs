@@ -36,6 +36,27 @@ pub struct ExecRequest<'a> {
     pub kill_grace: Duration,
 }
 
+impl<'a> ExecRequest<'a> {
+    /// Builds a request (for [`PluginExec`] implementations that delegate).
+    pub fn new(
+        path: &'a Path,
+        op: Op,
+        env: &'a [(String, String)],
+        stdin: &'a [u8],
+        timeout: Duration,
+        kill_grace: Duration,
+    ) -> ExecRequest<'a> {
+        ExecRequest {
+            path,
+            op,
+            env,
+            stdin,
+            timeout,
+            kill_grace,
+        }
+    }
+}
+
 /// How a plugin process ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]

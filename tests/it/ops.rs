@@ -917,3 +917,21 @@ fn dry_run_plan_matches_what_plugins_receive() {
         assert_eq!(Path::new(call["argv"][0].as_str().unwrap()), inv.path());
     }
 }
+
+#[test]
+fn cni_and_its_futures_are_send_and_sync() {
+    fn assert_send<T: Send>(_: &T) {}
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<libcni::Cni>();
+    assert_send_sync::<libcni::Error>();
+    assert_send_sync::<libcni::Plan>();
+    let env = TestEnv::new("send");
+    let list = conflist(&env, "snd", "1.0.0", &[("p", json!({}))]);
+    let cni = env.cni();
+    let r = rt("c1");
+    assert_send(&cni.add_network_list(&list, &r));
+    assert_send(&cni.check_network_list(&list, &r));
+    assert_send(&cni.del_network_list(&list, &r));
+    assert_send(&cni.version_info("p"));
+    assert_send(&cni.validate_network_list(&list));
+}
