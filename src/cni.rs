@@ -569,7 +569,6 @@ impl<E: PluginExec> Cni<E> {
     async fn del_inner(&self, list: &NetworkConfigList, rt: &RuntimeConfig) -> Result<(), Error> {
         let net = list.name();
         let ctx = |e: Error| e.in_network(net).during(Op::Del);
-        version_at_least(list, V0_4_0).map_err(ctx)?;
         let path = self.cache.file(net, rt).map_err(ctx)?;
         let _lock = lock_attachment(&path).await;
         let cached = self.del_prev_result(list, &path)?;

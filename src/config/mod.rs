@@ -102,17 +102,9 @@ impl NetworkConfigList {
         bytes.extend_from_slice(b",\"plugins\":[");
         compact_into(&plugin.raw, &mut bytes);
         bytes.extend_from_slice(b"]}");
-        Ok(NetworkConfigList {
-            name: plugin.name.clone(),
-            cni_version: plugin.cni_version.clone(),
-            cni_versions: Vec::new(),
-            disable_check: false,
-            disable_gc: false,
-            load_only_inlined_plugins: false,
-            source: plugin.source.clone(),
-            plugins: vec![plugin],
-            bytes: bytes.into(),
-        })
+        let mut list = NetworkConfigList::single(&plugin);
+        list.bytes = bytes.into();
+        Ok(list)
     }
 
     /// A single plugin configuration as a network of its own, named and

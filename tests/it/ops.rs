@@ -935,3 +935,22 @@ fn cni_and_its_futures_are_send_and_sync() {
     assert_send(&cni.version_info("p"));
     assert_send(&cni.validate_network_list(&list));
 }
+
+#[test]
+fn big_outputs_are_read_whole() {
+    let env = TestEnv::new("big");
+    let nameservers: Vec<String> = (0..40_000)
+        .map(|i| format!("10.{}.{}.{}", i / 65536, (i / 256) % 256, i % 256))
+        .collect();
+    let result = json!({"cniVersion":"1.0.0","ips":[{"address":"10.0.0.2/24"}],"dns":{"nameservers":nameservers}});
+    let noise = "x".repeat(300_000);
+    let list = conflist(
+        &env,
+        "big",
+        "1.0.0",
+        &[("p", json!({"ADD": {"result": result, "stderr": noise}}))],
+    );
+    let r = block_on(env.cni().add_network_list(&list, &rt("c1"))).unwrap();
+    assert_eq!(r.to_latest().dns.nameservers.len(), 40_000);
+    assert!(r.to_json().len() > 500_000);
+}
