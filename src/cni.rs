@@ -260,11 +260,14 @@ impl<E: PluginExec> Cni<E> {
                 .in_network(network)
                 .during(inv.op())
         };
-        let span = tracing::debug_span!(
+        let span = tracing::info_span!(
             "plugin",
             plugin = inv.plugin_type(),
             command = inv.op().as_str(),
             network,
+            path = %inv.path().display(),
+            duration_ms = tracing::field::Empty,
+            status = tracing::field::Empty,
         );
         let started = Instant::now();
         let req = ExecRequest {
@@ -275,30 +278,22 @@ impl<E: PluginExec> Cni<E> {
             timeout: self.timeout,
             kill_grace: self.kill_grace,
         };
-        let res = self.exec.exec(req).instrument(span).await;
-        let elapsed = started.elapsed();
+        let res = self.exec.exec(req).instrument(span.clone()).await;
+        let _entered = span.enter();
+        span.record("duration_ms", started.elapsed().as_secs_f64() * 1e3);
         match &res {
-            Ok(out) => tracing::info!(
-                plugin = inv.plugin_type(),
-                command = inv.op().as_str(),
-                network,
-                duration_ms = elapsed.as_secs_f64() * 1e3,
-                status = %out.status,
-                "plugin finished"
-            ),
-            Err(e) => tracing::warn!(
-                plugin = inv.plugin_type(),
-                command = inv.op().as_str(),
-                network,
-                duration_ms = elapsed.as_secs_f64() * 1e3,
-                error = %e,
-                "plugin run failed"
-            ),
+            Ok(out) => {
+                span.record("status", tracing::field::display(out.status));
+                tracing::debug!("plugin finished");
+            }
+            Err(e) => {
+                span.record("status", "not run to completion");
+                tracing::warn!(error = %e, "plugin run failed");
+            }
         }
         let out = res.map_err(ctx)?;
         if !out.stderr.is_empty() {
             tracing::info!(
-                plugin = inv.plugin_type(),
                 stderr = %String::from_utf8_lossy(&out.stderr),
                 "plugin wrote to stderr"
             );

@@ -954,3 +954,112 @@ fn big_outputs_are_read_whole() {
     assert_eq!(r.to_latest().dns.nameservers.len(), 40_000);
     assert!(r.to_json().len() > 500_000);
 }
+
+/// A minimal global `tracing` subscriber that records every span and its
+/// fields (a global default, so callsite interest is never cached as
+/// "never" by another test thread).
+mod capture {
+    use std::collections::BTreeMap;
+    use std::sync::{Mutex, OnceLock};
+
+    use tracing::field::{Field, Visit};
+    use tracing::span::{Attributes, Id, Record};
+    use tracing::{Event, Metadata, Subscriber};
+
+    pub type Span = (String, BTreeMap<String, String>);
+
+    static SPANS: Mutex<Vec<Span>> = Mutex::new(Vec::new());
+
+    struct Fields<'a>(&'a mut BTreeMap<String, String>);
+    impl Visit for Fields<'_> {
+        fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+            let v = format!("{value:?}");
+            self.0
+                .insert(field.name().to_owned(), v.trim_matches('"').to_owned());
+        }
+    }
+
+    struct Capture;
+
+    impl Subscriber for Capture {
+        fn enabled(&self, _: &Metadata<'_>) -> bool {
+            true
+        }
+        fn new_span(&self, attrs: &Attributes<'_>) -> Id {
+            let mut fields = BTreeMap::new();
+            attrs.record(&mut Fields(&mut fields));
+            let mut v = SPANS.lock().unwrap();
+            v.push((attrs.metadata().name().to_owned(), fields));
+            Id::from_u64(v.len() as u64)
+        }
+        fn record(&self, span: &Id, values: &Record<'_>) {
+            let mut v = SPANS.lock().unwrap();
+            values.record(&mut Fields(&mut v[span.into_u64() as usize - 1].1));
+        }
+        fn record_follows_from(&self, _: &Id, _: &Id) {}
+        fn event(&self, _: &Event<'_>) {}
+        fn enter(&self, _: &Id) {}
+        fn exit(&self, _: &Id) {}
+    }
+
+    /// Installs the capture as the global default (once per test binary).
+    pub fn install() {
+        static ONCE: OnceLock<()> = OnceLock::new();
+        ONCE.get_or_init(|| {
+            tracing::subscriber::set_global_default(Capture).expect("no other global subscriber");
+        });
+    }
+
+    /// The spans recorded so far whose `network` field is `network`.
+    pub fn spans_of(network: &str) -> Vec<Span> {
+        SPANS
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, f)| f.get("network").is_some_and(|n| n == network))
+            .cloned()
+            .collect()
+    }
+}
+
+#[test]
+fn spans_per_operation_and_plugin_run() {
+    capture::install();
+    let env = TestEnv::new("spans");
+    let list = conflist(
+        &env,
+        "traced",
+        "1.0.0",
+        &[
+            ("a", json!({})),
+            ("b", json!({"DEL": {"exit": 3, "stdout": ""}})),
+        ],
+    );
+    let cni = env.cni();
+    let rt1 = rt("c1");
+    block_on(cni.add_network_list(&list, &rt1)).unwrap();
+    block_on(cni.del_network_list(&list, &rt1)).unwrap_err();
+    let spans = capture::spans_of("traced");
+    let ops: Vec<String> = spans
+        .iter()
+        .filter(|(n, _)| n == "cni")
+        .map(|(_, f)| format!("{} {} {}", f["op"], f["network"], f["container_id"]))
+        .collect();
+    assert_eq!(ops, ["ADD traced c1", "DEL traced c1"]);
+    let runs: Vec<String> = spans
+        .iter()
+        .filter(|(n, _)| n == "plugin")
+        .map(|(_, f)| {
+            assert!(f["duration_ms"].parse::<f64>().unwrap() >= 0.0, "{f:?}");
+            format!("{} {} {}", f["command"], f["plugin"], f["status"])
+        })
+        .collect();
+    assert_eq!(
+        runs,
+        [
+            "ADD a exit status 0",
+            "ADD b exit status 0",
+            "DEL b exit status 3"
+        ]
+    );
+}
