@@ -243,6 +243,19 @@ fn version_at_least(list: &NetworkConfigList, min: Version) -> Result<bool, Erro
 
 const V0_4_0: Version = Version::new(0, 4, 0);
 
+/// CHECK exists from spec 0.4.0 on.
+fn check_supported(list: &NetworkConfigList) -> Result<(), Error> {
+    let ctx = |e: Error| e.in_network(list.name()).during(Op::Check);
+    if version_at_least(list, V0_4_0).map_err(ctx)? {
+        Ok(())
+    } else {
+        Err(ctx(Error::new(ErrorKind::OpNotSupported {
+            version: list.cni_version().to_owned(),
+            op: Op::Check,
+        })))
+    }
+}
+
 impl<E: PluginExec> Cni<E> {
     fn find(&self, plugin: &PluginConfig) -> Result<PathBuf, Error> {
         self.exec.find(plugin.plugin_type(), &self.plugin_dirs)
@@ -352,8 +365,13 @@ impl<E: PluginExec> Cni<E> {
                 self.build(op, list, rt, None)
             }
             Op::Check => {
+                check_supported(list)?;
                 let cached = self.read_cached(list, &path).map_err(|e| e.during(op))?;
-                self.build(op, list, rt, cached)
+                let mut plan = self.build(op, list, rt, cached)?;
+                if list.disable_check() {
+                    plan.clear();
+                }
+                Ok(plan)
             }
             Op::Del => {
                 let cached = self.del_prev_result(list, &path)?;
@@ -487,12 +505,7 @@ impl<E: PluginExec> Cni<E> {
     async fn check_inner(&self, list: &NetworkConfigList, rt: &RuntimeConfig) -> Result<(), Error> {
         let net = list.name();
         let ctx = |e: Error| e.in_network(net).during(Op::Check);
-        if !version_at_least(list, V0_4_0).map_err(ctx)? {
-            return Err(ctx(Error::new(ErrorKind::OpNotSupported {
-                version: list.cni_version().to_owned(),
-                op: Op::Check,
-            })));
-        }
+        check_supported(list)?;
         if list.disable_check() {
             tracing::debug!("disableCheck is set; not running plugins");
             return Ok(());

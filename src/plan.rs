@@ -221,9 +221,14 @@ impl Plan {
         &self.cni_version
     }
 
-    /// The runs, in execution order (reversed for DEL).
+    /// The runs, in execution order (reversed for DEL). Empty for CHECK of a
+    /// network with `disableCheck`.
     pub fn invocations(&self) -> &[Invocation] {
         &self.invocations
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.invocations.clear();
     }
 }
 

@@ -726,3 +726,15 @@ fn huge_numbers_load_without_loss() {
             .contains(r#""a":1e999,"b":-123456789012345678901234567890.5e-400"#)
     );
 }
+
+#[test]
+fn invalid_utf8_is_a_syntax_error_with_position() {
+    let e = NetworkConfigList::from_bytes(
+        b"{\"name\":\"n\",\n \"x\":\"\xff\",\"plugins\":[{\"type\":\"x\"}]}",
+    )
+    .unwrap_err();
+    assert!(
+        matches!(e.kind(), ErrorKind::Syntax { line: 2, column: 7 }),
+        "{e}"
+    );
+}

@@ -174,6 +174,8 @@ impl PluginExec for ProcessExec {
         let mut io_done = false;
         let status = loop {
             tokio::select! {
+                // An exit that is ready wins over a deadline that is too.
+                biased;
                 r = &mut io, if !io_done => {
                     io_done = true;
                     r.map_err(|e| Error::io("reading plugin output", req.path, e))?;

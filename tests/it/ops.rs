@@ -1063,3 +1063,21 @@ fn spans_per_operation_and_plugin_run() {
         ]
     );
 }
+
+#[test]
+fn check_plan_follows_the_check_rules() {
+    let env = TestEnv::new("checkplan");
+    env.plugin("a");
+    let cni = env.cni();
+    let old = env.list(r#"{"cniVersion":"0.3.1","name":"n","plugins":[{"type":"a"}]}"#);
+    let e = cni.plan(Op::Check, &old, &rt("c1")).unwrap_err();
+    assert!(matches!(e.kind(), ErrorKind::OpNotSupported { .. }), "{e}");
+    let off = env
+        .list(r#"{"cniVersion":"1.0.0","name":"n","disableCheck":true,"plugins":[{"type":"a"}]}"#);
+    assert!(
+        cni.plan(Op::Check, &off, &rt("c1"))
+            .unwrap()
+            .invocations()
+            .is_empty()
+    );
+}
