@@ -1,9 +1,7 @@
 //! Operations on networks: ADD, CHECK, DEL, VERSION, validation, and cache
 //! lookups.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, LazyLock, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use tracing::Instrument;
@@ -12,6 +10,7 @@ use crate::cache::{self, Attachment, Cache, CachedConfig};
 use crate::config::{NetworkConfigList, PluginConfig, valid_name};
 use crate::error::{AttachmentField, Error, ErrorKind, Op};
 use crate::exec::{ExecOutput, ExecRequest, PluginExec, ProcessExec};
+use crate::lock::AttachmentLock;
 use crate::plan::{self, Invocation, Plan, RuntimeConfig};
 use crate::result::{CniResult, PluginError};
 use crate::version::{Version, VersionInfo};
@@ -28,8 +27,9 @@ const OUTPUT_LIMIT: usize = 4096;
 /// plugin may run, and the operations.
 ///
 /// Operations on different attachments run concurrently; two operations on
-/// the same attachment (network, container ID, interface name) in this
-/// process wait for each other.
+/// the same attachment (network, container ID, interface name) wait for
+/// each other, in this process and across processes (an `flock` on
+/// `<cache dir>/locks/<network>-<container id>-<ifname>`).
 ///
 /// # Example
 ///
@@ -126,27 +126,6 @@ impl<E> Cni<E> {
     pub fn executor(&self) -> &E {
         &self.exec
     }
-}
-
-/// Serializes operations on one attachment (keyed by its cache file).
-static LOCKS: LazyLock<Mutex<HashMap<PathBuf, Weak<tokio::sync::Mutex<()>>>>> =
-    LazyLock::new(|| Mutex::new(HashMap::new()));
-
-async fn lock_attachment(key: &Path) -> tokio::sync::OwnedMutexGuard<()> {
-    let lock = {
-        let mut map = LOCKS.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(l) = map.get(key).and_then(Weak::upgrade) {
-            l
-        } else {
-            if map.len() > 1024 {
-                map.retain(|_, w| w.strong_count() > 0);
-            }
-            let l = Arc::new(tokio::sync::Mutex::new(()));
-            map.insert(key.to_owned(), Arc::downgrade(&l));
-            l
-        }
-    };
-    lock.lock_owned().await
 }
 
 fn invalid(field: AttachmentField, value: &str, reason: &'static str) -> Error {
@@ -451,7 +430,7 @@ impl<E: PluginExec> Cni<E> {
         validate_add(net, rt).map_err(ctx)?;
         let path = self.cache.file(net, rt).map_err(ctx)?;
         let plan = self.build(Op::Add, list, rt, None)?;
-        let _lock = lock_attachment(&path).await;
+        let _lock = AttachmentLock::acquire(&self.cache_dir, &path).await;
         let mut prev: Option<CniResult> = None;
         for inv in plan.invocations() {
             let prev_json = prev.as_ref().map(CniResult::to_json);
@@ -511,7 +490,7 @@ impl<E: PluginExec> Cni<E> {
             return Ok(());
         }
         let path = self.cache.file(net, rt).map_err(ctx)?;
-        let _lock = lock_attachment(&path).await;
+        let _lock = AttachmentLock::acquire(&self.cache_dir, &path).await;
         let cached = self.read_cached(list, &path).map_err(ctx)?;
         let plan = self.build(Op::Check, list, rt, cached)?;
         for inv in plan.invocations() {
@@ -578,7 +557,7 @@ impl<E: PluginExec> Cni<E> {
         let net = list.name();
         let ctx = |e: Error| e.in_network(net).during(Op::Del);
         let path = self.cache.file(net, rt).map_err(ctx)?;
-        let _lock = lock_attachment(&path).await;
+        let lock = AttachmentLock::acquire(&self.cache_dir, &path).await;
         let cached = self.del_prev_result(list, &path)?;
         let plan = self.build(Op::Del, list, rt, cached)?;
         for inv in plan.invocations() {
@@ -587,6 +566,7 @@ impl<E: PluginExec> Cni<E> {
         if let Err(e) = self.cache.remove(&path) {
             tracing::warn!(error = %e, "could not remove cache file");
         }
+        lock.release_and_remove();
         Ok(())
     }
 

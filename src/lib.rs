@@ -47,6 +47,7 @@ pub mod config;
 pub mod error;
 pub mod exec;
 mod json;
+mod lock;
 pub mod plan;
 pub mod result;
 pub mod version;

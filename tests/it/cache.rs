@@ -190,3 +190,30 @@ fn cache_names_collide_as_in_libcni() {
             .is_some()
     );
 }
+
+#[test]
+fn lock_files_live_beside_the_cache_and_go_with_del() {
+    let env = reference_env("lockfile");
+    let list = env.list(CONFLIST);
+    let cni = env.cni();
+    let rt = RuntimeConfig::new("c1", "/ns", "eth0");
+    block_on(cni.add_network_list(&list, &rt)).unwrap();
+    let lock = env.cache.join("locks/x-c1-eth0");
+    let mode = std::fs::metadata(&lock).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    block_on(cni.del_network_list(&list, &rt)).unwrap();
+    assert!(!lock.exists(), "the lock file goes with the attachment");
+}
+
+#[test]
+fn an_unusable_locks_directory_does_not_block_operations() {
+    let env = reference_env("nolock");
+    std::fs::create_dir_all(&env.cache).unwrap();
+    std::fs::write(env.cache.join("locks"), "not a directory").unwrap();
+    let list = env.list(CONFLIST);
+    let cni = env.cni();
+    let rt = RuntimeConfig::new("c1", "/ns", "eth0");
+    block_on(cni.add_network_list(&list, &rt)).unwrap();
+    block_on(cni.del_network_list(&list, &rt)).unwrap();
+    assert!(env.cache_files().is_empty());
+}

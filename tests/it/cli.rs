@@ -268,3 +268,36 @@ fn sigterm_kills_the_plugin_group_before_cnitool_exits() {
         assert!(left.is_empty(), "survivors: {left:?}");
     }
 }
+
+#[test]
+fn two_cnitool_processes_on_one_attachment_take_turns() {
+    let env = TestEnv::new("cli-xlock");
+    let marks = env.path("marks");
+    net(&env, "x", json!({"*": {"mark": marks, "sleepMs": 300}}));
+    let spawn = |cmd: &str| {
+        cnitool(&env)
+            .args([cmd, "x", "/ns"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let procs = [spawn("add"), spawn("add"), spawn("del"), spawn("add")];
+    for p in procs {
+        let out = p.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    }
+    let lines: Vec<String> = std::fs::read_to_string(&marks)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(lines.len(), 8, "{lines:?}");
+    for pair in lines.chunks(2) {
+        assert!(
+            pair[0].starts_with("start ") && pair[1].starts_with("end "),
+            "interleaved: {lines:?}"
+        );
+        assert_eq!(pair[0][6..], pair[1][4..], "interleaved: {lines:?}");
+    }
+}
