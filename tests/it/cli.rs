@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::support::{TestEnv, cnitool_bin, pids, process_running, stdin_of};
+use crate::support::{TestEnv, assert_turns, cnitool_bin, kill, pids, stdin_of, wait_gone};
 
 fn cnitool(env: &TestEnv) -> Command {
     let mut c = Command::new(cnitool_bin());
@@ -251,20 +251,8 @@ fn sigterm_kills_the_plugin_group_before_cnitool_exits() {
             .into_iter()
             .chain(pids(&child_pids))
             .collect();
-        let mut left = all.clone();
-        for _ in 0..200 {
-            left.retain(|p| process_running(*p));
-            if left.is_empty() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        for p in &left {
-            // SAFETY: cleanup of processes this test started.
-            unsafe {
-                libc::kill(*p as i32, libc::SIGKILL);
-            }
-        }
+        let left = wait_gone(&all);
+        kill(&left);
         assert!(left.is_empty(), "survivors: {left:?}");
     }
 }
@@ -287,17 +275,5 @@ fn two_cnitool_processes_on_one_attachment_take_turns() {
         let out = p.wait_with_output().unwrap();
         assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     }
-    let lines: Vec<String> = std::fs::read_to_string(&marks)
-        .unwrap()
-        .lines()
-        .map(str::to_owned)
-        .collect();
-    assert_eq!(lines.len(), 8, "{lines:?}");
-    for pair in lines.chunks(2) {
-        assert!(
-            pair[0].starts_with("start ") && pair[1].starts_with("end "),
-            "interleaved: {lines:?}"
-        );
-        assert_eq!(pair[0][6..], pair[1][4..], "interleaved: {lines:?}");
-    }
+    assert_turns(&marks, 4);
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use libcni::{CniResult, ErrorCode, ErrorKind, NetworkConfigList, Op, PluginConfig, RuntimeConfig};
 use serde_json::{Value, json};
 
-use crate::support::{TestEnv, pids, process_running, stdin_of};
+use crate::support::{TestEnv, assert_turns, kill, pids, process_running, stdin_of, wait_gone};
 
 fn rt(cid: &str) -> RuntimeConfig {
     RuntimeConfig::new(cid, "/var/run/netns/test", "eth0")
@@ -38,29 +38,6 @@ fn conflist(
         .collect();
     let text = json!({"cniVersion": version, "name": name, "plugins": plugins}).to_string();
     env.list(&text)
-}
-
-/// Waits (without asserting on time) until none of `pids` is running.
-fn wait_gone(pids: &[u32]) -> Vec<u32> {
-    for _ in 0..500 {
-        if pids.iter().all(|p| !process_running(*p)) {
-            return Vec::new();
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    pids.iter()
-        .copied()
-        .filter(|p| process_running(*p))
-        .collect()
-}
-
-fn kill(pids: &[u32]) {
-    for p in pids {
-        // SAFETY: plain kill(2) of a pid the test spawned.
-        unsafe {
-            libc::kill(*p as i32, libc::SIGKILL);
-        }
-    }
 }
 
 #[test]
@@ -786,20 +763,7 @@ fn operations_on_the_same_attachment_are_serialized() {
     for t in tasks {
         t.unwrap();
     }
-    let lines: Vec<String> = std::fs::read_to_string(&marks)
-        .unwrap()
-        .lines()
-        .map(str::to_owned)
-        .collect();
-    assert_eq!(lines.len(), 8);
-    for pair in lines.chunks(2) {
-        let (s, e) = (&pair[0], &pair[1]);
-        assert!(
-            s.starts_with("start ") && e.starts_with("end "),
-            "interleaved: {lines:?}"
-        );
-        assert_eq!(s[6..], e[4..], "interleaved: {lines:?}");
-    }
+    assert_turns(&marks, 4);
 }
 
 /// Runs futures concurrently on the current task (no extra dependency).

@@ -166,3 +166,44 @@ pub fn pids(path: &Path) -> Vec<u32> {
         .filter_map(|l| l.trim().parse().ok())
         .collect()
 }
+
+/// Waits (without asserting on time) until none of `pids` is running.
+pub fn wait_gone(pids: &[u32]) -> Vec<u32> {
+    for _ in 0..500 {
+        if pids.iter().all(|p| !process_running(*p)) {
+            return Vec::new();
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    pids.iter()
+        .copied()
+        .filter(|p| process_running(*p))
+        .collect()
+}
+
+pub fn kill(pids: &[u32]) {
+    for p in pids {
+        // SAFETY: plain kill(2) of a pid the test spawned.
+        unsafe {
+            libc::kill(*p as i32, libc::SIGKILL);
+        }
+    }
+}
+
+/// Asserts that the `mark` file of `runs` plugin runs shows them one after
+/// the other: `start P`, `end P`, `start Q`, `end Q`, ...
+pub fn assert_turns(marks: &Path, runs: usize) {
+    let lines: Vec<String> = std::fs::read_to_string(marks)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(lines.len(), 2 * runs, "{lines:?}");
+    for pair in lines.chunks(2) {
+        assert!(
+            pair[0].starts_with("start ") && pair[1].starts_with("end "),
+            "interleaved: {lines:?}"
+        );
+        assert_eq!(pair[0][6..], pair[1][4..], "interleaved: {lines:?}");
+    }
+}
