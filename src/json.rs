@@ -103,10 +103,16 @@ pub(crate) fn to_go_json_sorted<T: ?Sized + Serialize>(value: &T) -> Vec<u8> {
 /// (libcni re-marshals maps with sorted keys before decoding, and the last
 /// assignment wins).
 pub(crate) fn get_ci<'a>(map: &'a Map<String, Value>, field: &str) -> Option<&'a Value> {
-    if let Some(v) = map.get(field) {
+    pick_ci(map.iter().map(|(k, v)| (k.as_str(), v)), field)
+}
+
+/// Go's field matching over `(key, value)` pairs: the exact key (the last
+/// such pair), else the case-insensitive match that sorts last.
+fn pick_ci<'k, V>(entries: impl Iterator<Item = (&'k str, V)> + Clone, field: &str) -> Option<V> {
+    if let Some((_, v)) = entries.clone().filter(|(k, _)| *k == field).last() {
         return Some(v);
     }
-    map.iter()
+    entries
         .filter(|(k, _)| k.eq_ignore_ascii_case(field))
         .max_by(|a, b| a.0.cmp(b.0))
         .map(|(_, v)| v)
@@ -128,14 +134,7 @@ impl<'a> RawObject<'a> {
 
     /// The raw value of `key` under Go's matching rules (see [`get_ci`]).
     pub(crate) fn get_ci(&self, field: &str) -> Option<&'a RawValue> {
-        if let Some((_, v)) = self.entries.iter().find(|(k, _)| k == field) {
-            return Some(v);
-        }
-        self.entries
-            .iter()
-            .filter(|(k, _)| k.eq_ignore_ascii_case(field))
-            .max_by(|a, b| a.0.cmp(&b.0))
-            .map(|(_, v)| *v)
+        pick_ci(self.entries.iter().map(|(k, v)| (k.as_ref(), *v)), field)
     }
 
     /// The raw value of exactly `key`.
