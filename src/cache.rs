@@ -168,32 +168,7 @@ impl Cache {
         if !self.check_results_dir()? {
             return Ok(None);
         }
-        let file = OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(path);
-        match file {
-            Ok(mut f) => {
-                let mut buf = Vec::new();
-                match std::io::Read::read_to_end(&mut f, &mut buf) {
-                    Ok(_) => Ok(Some(buf)),
-                    Err(e) => {
-                        tracing::debug!(path = %path.display(), error = %e, "cache file unreadable");
-                        Ok(None)
-                    }
-                }
-            }
-            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => Err(Error::new(ErrorKind::Cache {
-                reason: "the cache file is a symlink; not following it".into(),
-            })
-            .at_path(path)),
-            Err(e) => {
-                if e.kind() != IoKind::NotFound {
-                    tracing::debug!(path = %path.display(), error = %e, "cache file unreadable");
-                }
-                Ok(None)
-            }
-        }
+        read_nofollow(path)
     }
 
     /// Writes the cache entry for an attachment: atomically and durably.
@@ -262,7 +237,7 @@ impl Cache {
                     _ => continue,
                 }
             }
-            let Ok(Some(bytes)) = self.read(&dir.join(&name)) else {
+            let Ok(Some(bytes)) = read_nofollow(&dir.join(&name)) else {
                 continue;
             };
             let Ok(e) = decode(&bytes) else { continue };
@@ -293,6 +268,37 @@ impl Cache {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == IoKind::NotFound => Ok(()),
             Err(e) => Err(Error::io("removing cache file", path, e)),
+        }
+    }
+}
+
+/// Reads a file without following a symlink at its last component;
+/// `Ok(None)` when it cannot be read (as libcni treats any read error).
+fn read_nofollow(path: &Path) -> Result<Option<Vec<u8>>, Error> {
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path);
+    match file {
+        Ok(mut f) => {
+            let mut buf = Vec::new();
+            match std::io::Read::read_to_end(&mut f, &mut buf) {
+                Ok(_) => Ok(Some(buf)),
+                Err(e) => {
+                    tracing::debug!(path = %path.display(), error = %e, "cache file unreadable");
+                    Ok(None)
+                }
+            }
+        }
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => Err(Error::new(ErrorKind::Cache {
+            reason: "the cache file is a symlink; not following it".into(),
+        })
+        .at_path(path)),
+        Err(e) => {
+            if e.kind() != IoKind::NotFound {
+                tracing::debug!(path = %path.display(), error = %e, "cache file unreadable");
+            }
+            Ok(None)
         }
     }
 }
