@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::support::{TestEnv, assert_turns, cnitool_bin, kill, pids, stdin_of, wait_gone};
+use crate::support::{TestEnv, assert_all_gone, assert_turns, cnitool_bin, pids, stdin_of};
 
 fn cnitool(env: &TestEnv) -> Command {
     let mut c = Command::new(cnitool_bin());
@@ -247,13 +247,7 @@ fn sigterm_kills_the_plugin_group_before_cnitool_exits() {
         );
         // The plugin and its child are gone by the time cnitool has exited
         // (SIGKILL was delivered before it returned; allow the kernel to finish).
-        let all: Vec<u32> = pids(&pidfile)
-            .into_iter()
-            .chain(pids(&child_pids))
-            .collect();
-        let left = wait_gone(&all);
-        kill(&left);
-        assert!(left.is_empty(), "survivors: {left:?}");
+        assert_all_gone(&[&pidfile, &child_pids], 2, "after the signal");
     }
 }
 

@@ -7,7 +7,9 @@ use std::time::Duration;
 use libcni::{CniResult, ErrorCode, ErrorKind, NetworkConfigList, Op, PluginConfig, RuntimeConfig};
 use serde_json::{Value, json};
 
-use crate::support::{TestEnv, assert_turns, kill, pids, process_running, stdin_of, wait_gone};
+use crate::support::{
+    TestEnv, assert_all_gone, assert_turns, kill, pids, process_running, stdin_of, wait_gone,
+};
 
 fn rt(cid: &str) -> RuntimeConfig {
     RuntimeConfig::new(cid, "/var/run/netns/test", "eth0")
@@ -545,14 +547,7 @@ fn timeout_kills_the_whole_process_group() {
     let e = block_on(cni.add_network_list(&list, &rt("c1"))).unwrap_err();
     assert!(e.is_timeout(), "{e}");
     assert_eq!((e.plugin(), e.op()), (Some("hang"), Some(Op::Add)));
-    let all: Vec<u32> = pids(&pidfile)
-        .into_iter()
-        .chain(pids(&child_pids))
-        .collect();
-    assert_eq!(all.len(), 2, "plugin and its child both started");
-    let left = wait_gone(&all);
-    kill(&left);
-    assert!(left.is_empty(), "processes survived the timeout: {left:?}");
+    assert_all_gone(&[&pidfile, &child_pids], 2, "after the timeout");
 }
 
 #[test]
@@ -632,14 +627,7 @@ fn dropping_the_future_kills_the_plugin_group() {
             }
         }
     });
-    let all: Vec<u32> = pids(&pidfile)
-        .into_iter()
-        .chain(pids(&child_pids))
-        .collect();
-    assert_eq!(all.len(), 2);
-    let left = wait_gone(&all);
-    kill(&left);
-    assert!(left.is_empty(), "processes survived cancellation: {left:?}");
+    assert_all_gone(&[&pidfile, &child_pids], 2, "after cancellation");
     assert!(env.cache_files().is_empty());
 }
 

@@ -207,3 +207,18 @@ pub fn assert_turns(marks: &Path, runs: usize) {
         assert_eq!(pair[0][6..], pair[1][4..], "interleaved: {lines:?}");
     }
 }
+
+/// Asserts that the `started` processes listed in `pid_files` all started
+/// and are all gone (waited out, not timed); kills any survivor first so a
+/// failing test leaves nothing behind.
+pub fn assert_all_gone(pid_files: &[&Path], started: usize, what: &str) {
+    let all: Vec<u32> = pid_files.iter().flat_map(|f| pids(f)).collect();
+    assert_eq!(
+        all.len(),
+        started,
+        "{what}: processes that started: {all:?}"
+    );
+    let left = wait_gone(&all);
+    kill(&left);
+    assert!(left.is_empty(), "{what}: survivors: {left:?}");
+}
