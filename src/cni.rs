@@ -1,17 +1,17 @@
 //! Operations on networks: ADD, CHECK, DEL, VERSION, validation, and cache
 //! lookups.
 
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use tracing::Instrument;
 
-use crate::cache::{self, Attachment, Cache, CachedConfig};
+use crate::cache::{self, Attachment, CacheDir, CachedConfig, Finish, RESULTS, Slot, blocking};
 use crate::config::{NetworkConfigList, PluginConfig, valid_name};
-use crate::error::{AttachmentField, Error, ErrorKind, Op};
+use crate::error::{AttachmentField, Error, ErrorKind, GcFailure, Op};
 use crate::exec::{ExecOutput, ExecRequest, PluginExec, ProcessExec};
-use crate::lock::AttachmentLock;
-use crate::plan::{self, Invocation, Plan, RuntimeConfig};
+use crate::plan::{self, AttachmentId, Invocation, Plan, PlanInput, PluginEnv, RuntimeConfig};
 use crate::result::{CniResult, PluginError};
 use crate::version::{Version, VersionInfo};
 
@@ -51,10 +51,10 @@ const OUTPUT_LIMIT: usize = 4096;
 #[derive(Debug, Clone)]
 pub struct Cni<E = ProcessExec> {
     plugin_dirs: Vec<PathBuf>,
-    cache: Cache,
-    cache_dir: PathBuf,
+    cache: CacheDir,
     timeout: Duration,
     kill_grace: Duration,
+    env: PluginEnv,
     exec: E,
 }
 
@@ -66,13 +66,12 @@ impl Cni<ProcessExec> {
         I: IntoIterator<Item = P>,
         P: Into<PathBuf>,
     {
-        let cache_dir = PathBuf::from(cache::DEFAULT_CACHE_DIR);
         Cni {
             plugin_dirs: plugin_dirs.into_iter().map(Into::into).collect(),
-            cache: Cache::new(cache_dir.clone()),
-            cache_dir,
+            cache: CacheDir::new(PathBuf::from(cache::DEFAULT_CACHE_DIR)),
             timeout: DEFAULT_TIMEOUT,
             kill_grace: DEFAULT_KILL_GRACE,
+            env: PluginEnv::inherit(),
             exec: ProcessExec::new(),
         }
     }
@@ -81,8 +80,15 @@ impl Cni<ProcessExec> {
 impl<E> Cni<E> {
     /// Sets the cache directory. Default: `/var/lib/cni`.
     pub fn cache_dir(mut self, dir: impl Into<PathBuf>) -> Cni<E> {
-        self.cache_dir = dir.into();
-        self.cache = Cache::new(self.cache_dir.clone());
+        self.cache = CacheDir::new(dir.into());
+        self
+    }
+
+    /// Sets the environment plugins run with, besides the six CNI
+    /// variables. Default: [`PluginEnv::inherit`], the caller's whole
+    /// environment, as libcni.
+    pub fn plugin_env(mut self, env: PluginEnv) -> Cni<E> {
+        self.env = env;
         self
     }
 
@@ -105,9 +111,9 @@ impl<E> Cni<E> {
         Cni {
             plugin_dirs: self.plugin_dirs,
             cache: self.cache,
-            cache_dir: self.cache_dir,
             timeout: self.timeout,
             kill_grace: self.kill_grace,
+            env: self.env,
             exec,
         }
     }
@@ -119,7 +125,7 @@ impl<E> Cni<E> {
 
     /// The cache directory.
     pub fn cache_path(&self) -> &Path {
-        &self.cache_dir
+        self.cache.path()
     }
 
     /// The executor.
@@ -265,7 +271,7 @@ impl<E: PluginExec> Cni<E> {
         let req = ExecRequest {
             path: inv.path(),
             op: inv.op(),
-            env: inv.env(),
+            env: inv.exec_env(),
             stdin,
             timeout: self.timeout,
             kill_grace: self.kill_grace,
@@ -296,16 +302,12 @@ impl<E: PluginExec> Cni<E> {
         Ok(out)
     }
 
-    /// The cached result of an attachment, converted to the list's version.
-    fn read_cached(
-        &self,
+    /// The cached result in `bytes`, converted to the list's version.
+    fn parse_cached(
         list: &NetworkConfigList,
-        path: &Path,
+        bytes: Option<Vec<u8>>,
     ) -> Result<Option<CniResult>, Error> {
-        let ctx = |e: Error| e.at_path(path).in_network(list.name());
-        let Some(bytes) = self.cache.read(path).map_err(ctx)? else {
-            return Ok(None);
-        };
+        let Some(bytes) = bytes else { return Ok(None) };
         let result = cache::cached_result(&bytes)
             .and_then(|r| r.convert(list.cni_version()))
             .map_err(|e| {
@@ -315,14 +317,42 @@ impl<E: PluginExec> Cni<E> {
                     },
                     e,
                 )
-            })
-            .map_err(ctx)?;
+            })?;
         Ok(Some(result))
     }
 
-    /// The invocation plan of `op` (ADD, CHECK or DEL) for an attachment,
-    /// without running anything: a dry run. For CHECK and DEL the cached
-    /// result is read as the operation would.
+    /// Reads a cache entry without taking its lock (lookups, dry runs).
+    /// Blocking.
+    fn read_entry(&self, name: &str) -> Result<Option<Vec<u8>>, Error> {
+        let Some(cache) = self.cache.open(false)? else {
+            return Ok(None);
+        };
+        let Some(results) = cache.subdir(RESULTS, false)? else {
+            return Ok(None);
+        };
+        cache
+            .read(results.as_fd(), name)
+            .map_err(|e| e.at_path(cache.file_path(RESULTS, name)))
+    }
+
+    /// The cached result of an attachment, converted to the list's version,
+    /// read without its lock. Blocking.
+    fn read_cached(
+        &self,
+        list: &NetworkConfigList,
+        name: &str,
+    ) -> Result<Option<CniResult>, Error> {
+        let path = self.cache.path().join(RESULTS).join(name);
+        let bytes = self.read_entry(name)?;
+        Self::parse_cached(list, bytes).map_err(|e| e.at_path(path))
+    }
+
+    /// The invocation plan of `op` for an attachment, without running
+    /// anything: a dry run. For CHECK and DEL the cached result is read as
+    /// the operation would. For GC, the plan is the plugins' GC with no
+    /// valid-attachments set (the stale DELs that precede it depend on the
+    /// cache); for STATUS, the plugins' STATUS (`rt` is not used by either).
+    /// Blocking: it reads the cache and looks up the plugin binaries.
     ///
     /// # Errors
     ///
@@ -334,33 +364,46 @@ impl<E: PluginExec> Cni<E> {
         list: &NetworkConfigList,
         rt: &RuntimeConfig,
     ) -> Result<Plan, Error> {
-        let path = self
-            .cache
-            .file(list.name(), rt)
-            .map_err(|e| e.in_network(list.name()).during(op))?;
+        let ctx = |e: Error| e.in_network(list.name()).during(op);
         match op {
             Op::Add => {
-                validate_add(list.name(), rt).map_err(|e| e.in_network(list.name()).during(op))?;
-                self.build(op, list, rt, None)
+                validate_add(list.name(), rt).map_err(ctx)?;
+                cache::entry_name(list.name(), rt).map_err(ctx)?;
+                self.build(op, list, Some(rt), None, None)
             }
             Op::Check => {
                 check_supported(list)?;
-                let cached = self.read_cached(list, &path).map_err(|e| e.during(op))?;
-                let mut plan = self.build(op, list, rt, cached)?;
+                let name = cache::entry_name(list.name(), rt).map_err(ctx)?;
+                let cached = self.read_cached(list, &name).map_err(ctx)?;
+                let mut plan = self.build(op, list, Some(rt), cached, None)?;
                 if list.disable_check() {
                     plan.clear();
                 }
                 Ok(plan)
             }
             Op::Del => {
-                let cached = self.del_prev_result(list, &path)?;
-                self.build(op, list, rt, cached)
+                let name = cache::entry_name(list.name(), rt).map_err(ctx)?;
+                let cached = if version_at_least(list, V0_4_0).map_err(ctx)? {
+                    self.read_cached(list, &name).unwrap_or_else(|e| {
+                        tracing::warn!(error = %e, "cached result unusable; deleting without prevResult");
+                        None
+                    })
+                } else {
+                    None
+                };
+                self.build(op, list, Some(rt), cached, None)
             }
-            other => Err(Error::new(ErrorKind::OpNotSupported {
+            Op::Gc | Op::Status => {
+                let mut plan = self.build(op, list, None, None, None)?;
+                if !at_least_1_1(list) || (op == Op::Gc && list.disable_gc()) {
+                    plan.clear();
+                }
+                Ok(plan)
+            }
+            other => Err(ctx(Error::new(ErrorKind::OpNotSupported {
                 version: list.cni_version().to_owned(),
                 op: other,
-            })
-            .in_network(list.name())),
+            }))),
         }
     }
 
@@ -368,15 +411,20 @@ impl<E: PluginExec> Cni<E> {
         &self,
         op: Op,
         list: &NetworkConfigList,
-        rt: &RuntimeConfig,
+        rt: Option<&RuntimeConfig>,
         cached: Option<CniResult>,
+        valid: Option<&[AttachmentId]>,
     ) -> Result<Plan, Error> {
         plan::build(
             list,
-            op,
-            rt,
-            &self.plugin_dirs,
-            cached.map(|r| r.to_json()),
+            PlanInput {
+                op,
+                rt,
+                plugin_dirs: &self.plugin_dirs,
+                cached: cached.map(|r| r.to_json()),
+                valid,
+                env: &self.env,
+            },
             |p| self.find(p),
         )
     }
@@ -386,8 +434,8 @@ impl<E: PluginExec> Cni<E> {
     /// returns it in the last plugin's version (convert it with
     /// [`CniResult::convert`]).
     ///
-    /// Every plugin binary is found before the first runs. There is no
-    /// rollback when a plugin fails (as in libcni): call
+    /// Every plugin binary is found, and the cache checked, before the first
+    /// runs. There is no rollback when a plugin fails (as in libcni): call
     /// [`del_network_list`](Self::del_network_list) to clean up.
     ///
     /// # Errors
@@ -397,7 +445,9 @@ impl<E: PluginExec> Cni<E> {
     /// ([`ErrorKind::Plugin`], [`ErrorKind::PluginExit`],
     /// [`ErrorKind::Timeout`], [`ErrorKind::Spawn`], [`ErrorKind::EmptyResult`],
     /// [`ErrorKind::InvalidResult`], [`ErrorKind::UnsupportedResultVersion`]),
-    /// and [`ErrorKind::Io`] if the cache cannot be written.
+    /// [`ErrorKind::Cache`] if `results/` in the cache directory is a symlink
+    /// or not a directory (nothing runs), and [`ErrorKind::Io`] if the cache
+    /// cannot be written.
     ///
     /// # Cancellation
     ///
@@ -428,22 +478,33 @@ impl<E: PluginExec> Cni<E> {
         let net = list.name();
         let ctx = |e: Error| e.in_network(net).during(Op::Add);
         validate_add(net, rt).map_err(ctx)?;
-        let path = self.cache.file(net, rt).map_err(ctx)?;
-        let plan = self.build(Op::Add, list, rt, None)?;
-        let _lock = AttachmentLock::acquire(&self.cache_dir, &path).await;
+        let name = cache::entry_name(net, rt).map_err(ctx)?;
+        let plan = self.build(Op::Add, list, Some(rt), None, None)?;
+        let mut slot = Slot::open(&self.cache, name, false).await;
+        if let Some(problem) = slot.take_problem() {
+            let _ = slot.finish(Finish::Keep).await;
+            return Err(ctx(problem));
+        }
         let mut prev: Option<CniResult> = None;
         for inv in plan.invocations() {
             let prev_json = prev.as_ref().map(CniResult::to_json);
             let stdin = inv.stdin_with(prev_json.as_deref());
-            let out = self.run(inv, &stdin, net).await?;
-            let result = CniResult::from_plugin_output(&out.stdout, list.cni_version())
-                .map_err(|e| ctx(e.for_plugin(inv.plugin_type())))?;
-            prev = Some(result);
+            let step = match self.run(inv, &stdin, net).await {
+                Ok(out) => CniResult::from_plugin_output(&out.stdout, list.cni_version())
+                    .map_err(|e| ctx(e.for_plugin(inv.plugin_type()))),
+                Err(e) => Err(e),
+            };
+            match step {
+                Ok(result) => prev = Some(result),
+                Err(e) => {
+                    let _ = slot.finish(Finish::Keep).await;
+                    return Err(e);
+                }
+            }
         }
         let result = prev.expect("a network has at least one plugin");
-        self.cache
-            .write(&path, net, rt, list.bytes(), &result)
-            .map_err(ctx)?;
+        let bytes = cache::encode(net, rt, list.bytes(), &result);
+        slot.finish(Finish::Write(bytes)).await.map_err(ctx)?;
         tracing::info!(
             duration_ms = started.elapsed().as_secs_f64() * 1e3,
             "ADD done"
@@ -489,44 +550,33 @@ impl<E: PluginExec> Cni<E> {
             tracing::debug!("disableCheck is set; not running plugins");
             return Ok(());
         }
-        let path = self.cache.file(net, rt).map_err(ctx)?;
-        let _lock = AttachmentLock::acquire(&self.cache_dir, &path).await;
-        let cached = self.read_cached(list, &path).map_err(ctx)?;
-        let plan = self.build(Op::Check, list, rt, cached)?;
-        for inv in plan.invocations() {
-            self.run(inv, &inv.stdin(), net).await?;
-        }
-        Ok(())
-    }
-
-    /// The prevResult DEL sends: the cached result converted to the list's
-    /// version, from 0.4.0 on. A missing, corrupt or unconvertible cache
-    /// does not stop DEL: it runs without one.
-    fn del_prev_result(
-        &self,
-        list: &NetworkConfigList,
-        path: &Path,
-    ) -> Result<Option<CniResult>, Error> {
-        let ctx = |e: Error| e.in_network(list.name()).during(Op::Del);
-        if !version_at_least(list, V0_4_0).map_err(ctx)? {
-            return Ok(None);
-        }
-        match self.read_cached(list, path) {
-            Ok(r) => Ok(r),
-            Err(e) => {
-                tracing::warn!(error = %e, "cached result unusable; deleting without prevResult");
-                Ok(None)
+        let name = cache::entry_name(net, rt).map_err(ctx)?;
+        let path = self.cache.path().join(RESULTS).join(&name);
+        let mut slot = Slot::open(&self.cache, name, true).await;
+        let res = async {
+            let bytes = slot.take_read().map_err(|e| ctx(e.at_path(&path)))?;
+            let cached = Self::parse_cached(list, bytes).map_err(|e| ctx(e.at_path(&path)))?;
+            let plan = self.build(Op::Check, list, Some(rt), cached, None)?;
+            for inv in plan.invocations() {
+                self.run(inv, &inv.stdin(), net).await?;
             }
+            Ok(())
         }
+        .await;
+        let _ = slot.finish(Finish::Keep).await;
+        res
     }
 
     /// Deletes an attachment: runs the plugins in reverse order with the
     /// cached result as `prevResult`, then removes the cache entry.
     ///
-    /// A missing or corrupt cache does not stop DEL (libcni 1.1 fails on a
-    /// 0-byte cache file forever; 1.3 deletes the file before running
-    /// anything). The cache entry is removed only once every plugin
+    /// A missing, corrupt or unusable cache does not stop DEL (libcni 1.1
+    /// fails on a 0-byte cache file forever; 1.3 deletes the file before
+    /// running anything): the plugins run without `prevResult` and the
+    /// problem is logged. The cache entry is removed only once every plugin
     /// succeeded, so a failed DEL can be retried with the same prevResult.
+    /// When `results/` is a symlink (or not a directory), nothing in the
+    /// cache is touched.
     ///
     /// # Errors
     ///
@@ -556,18 +606,223 @@ impl<E: PluginExec> Cni<E> {
     async fn del_inner(&self, list: &NetworkConfigList, rt: &RuntimeConfig) -> Result<(), Error> {
         let net = list.name();
         let ctx = |e: Error| e.in_network(net).during(Op::Del);
-        let path = self.cache.file(net, rt).map_err(ctx)?;
-        let lock = AttachmentLock::acquire(&self.cache_dir, &path).await;
-        let cached = self.del_prev_result(list, &path)?;
-        let plan = self.build(Op::Del, list, rt, cached)?;
-        for inv in plan.invocations() {
-            self.run(inv, &inv.stdin(), net).await?;
+        let name = cache::entry_name(net, rt).map_err(ctx)?;
+        let path = self.cache.path().join(RESULTS).join(&name);
+        let with_prev = version_at_least(list, V0_4_0).map_err(ctx)?;
+        let mut slot = Slot::open(&self.cache, name, with_prev).await;
+        if let Some(problem) = slot.take_problem() {
+            tracing::warn!(error = %ctx(problem), "the cache cannot be used; deleting without prevResult and leaving the cache as it is");
         }
-        if let Err(e) = self.cache.remove(&path) {
-            tracing::warn!(error = %e, "could not remove cache file");
+        let cached = if with_prev {
+            match slot
+                .take_read()
+                .and_then(|bytes| Self::parse_cached(list, bytes))
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::warn!(error = %ctx(e.at_path(&path)), "cached result unusable; deleting without prevResult");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let res = async {
+            let plan = self.build(Op::Del, list, Some(rt), cached, None)?;
+            for inv in plan.invocations() {
+                self.run(inv, &inv.stdin(), net).await?;
+            }
+            Ok(())
         }
-        lock.release_and_remove();
-        Ok(())
+        .await;
+        match res {
+            Ok(()) => {
+                if let Err(e) = slot.finish(Finish::Remove).await {
+                    tracing::warn!(error = %ctx(e), "could not remove the cache entry");
+                }
+                Ok(())
+            }
+            Err(e) => {
+                let _ = slot.finish(Finish::Keep).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Garbage-collects a network (libcni 1.3's `GCNetworkList`): every
+    /// cached attachment of the network that is not in `valid` is deleted
+    /// (DEL with the current config and the netns, `CNI_ARGS` and capability
+    /// arguments cached at ADD, in file-name order); then, from spec 1.1.0
+    /// on, every plugin gets `GC` in order, with `cni.dev/valid-attachments`
+    /// (and the misspelt `cni.dev/attachments` libcni also sends) when
+    /// `valid` is given. `None` means no attachment is valid: every one of
+    /// the network is deleted, and plugins get no valid-attachments key.
+    /// Failures do not stop the collection.
+    ///
+    /// With `disableGC` nothing happens. Cache files that are not valid
+    /// entries are skipped (and listed in the report). Afterwards lock files
+    /// without an entry, and temp files of crashed writers, are swept.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Gc`] listing every failure: each stale attachment whose
+    /// DEL failed, each plugin whose GC failed, an unusable cache.
+    ///
+    /// # Cancellation
+    ///
+    /// Dropping the future kills the running plugin's process group; what
+    /// was deleted stays deleted.
+    pub async fn gc_network_list(
+        &self,
+        list: &NetworkConfigList,
+        valid: Option<&[AttachmentId]>,
+    ) -> Result<GcReport, Error> {
+        let span = tracing::info_span!("cni", op = "GC", network = list.name());
+        self.gc_inner(list, valid).instrument(span).await
+    }
+
+    async fn gc_inner(
+        &self,
+        list: &NetworkConfigList,
+        valid: Option<&[AttachmentId]>,
+    ) -> Result<GcReport, Error> {
+        let net = list.name();
+        let mut report = GcReport::default();
+        if list.disable_gc() {
+            tracing::debug!("disableGC is set; not collecting");
+            return Ok(report);
+        }
+        let mut failures = Vec::new();
+        let dir = self.cache.clone();
+        match blocking(move || cache::attachments(&dir, None)).await {
+            Ok((atts, skipped)) => {
+                for e in &skipped {
+                    tracing::warn!(error = %e, "skipping a cache file that is not a valid entry");
+                }
+                report.skipped = skipped;
+                for att in atts.into_iter().filter(|a| a.network == net) {
+                    let id = AttachmentId::new(att.container_id.clone(), att.ifname.clone());
+                    if valid.is_some_and(|v| v.contains(&id)) {
+                        continue;
+                    }
+                    let rt = RuntimeConfig::new(att.container_id, att.netns, att.ifname)
+                        .args(att.cni_args)
+                        .capability_args(att.capability_args);
+                    match self.del_inner(list, &rt).await {
+                        Ok(()) => report.deleted.push(id),
+                        Err(error) => failures.push(GcFailure::StaleAttachment {
+                            container_id: id.container_id().to_owned(),
+                            ifname: id.ifname().to_owned(),
+                            error,
+                        }),
+                    }
+                }
+            }
+            Err(error) => failures.push(GcFailure::Cache {
+                error: error.in_network(net).during(Op::Gc),
+            }),
+        }
+        if at_least_1_1(list) {
+            let mut lookup = Vec::new();
+            let plan = plan::build(
+                list,
+                PlanInput {
+                    op: Op::Gc,
+                    rt: None,
+                    plugin_dirs: &self.plugin_dirs,
+                    cached: None,
+                    valid,
+                    env: &self.env,
+                },
+                |p| match self.find(p) {
+                    Ok(path) => Ok(path),
+                    Err(e) => {
+                        lookup.push((p.plugin_type().to_owned(), e));
+                        Ok(PathBuf::new())
+                    }
+                },
+            )?;
+            for inv in plan.invocations() {
+                let missing = lookup.iter().position(|(t, _)| t == inv.plugin_type());
+                let res = match missing {
+                    Some(i) if inv.path().as_os_str().is_empty() => {
+                        let (_, e) = lookup.remove(i);
+                        Err(e
+                            .for_plugin(inv.plugin_type())
+                            .in_network(net)
+                            .during(Op::Gc))
+                    }
+                    _ => self.run(inv, &inv.stdin(), net).await.map(|_| ()),
+                };
+                match res {
+                    Ok(()) => report.plugins.push(inv.plugin_type().to_owned()),
+                    Err(error) => failures.push(GcFailure::Plugin {
+                        plugin: inv.plugin_type().to_owned(),
+                        error,
+                    }),
+                }
+            }
+        }
+        let dir = self.cache.clone();
+        let (locks, temps) = blocking(move || -> Result<(usize, usize), Error> {
+            let Some(cache) = dir.open(false)? else {
+                return Ok((0, 0));
+            };
+            let results = cache.subdir(RESULTS, false).ok().flatten();
+            let locks = cache::sweep_locks(&cache, results.as_ref().map(|r| r.as_fd()))?;
+            Ok((locks, cache.sweep_temp_files()))
+        })
+        .await
+        .unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "could not sweep the cache's lock and temp files");
+            (0, 0)
+        });
+        report.swept_lock_files = locks;
+        report.swept_temp_files = temps;
+        if failures.is_empty() {
+            Ok(report)
+        } else {
+            Err(Error::new(ErrorKind::Gc { failures })
+                .in_network(net)
+                .during(Op::Gc))
+        }
+    }
+
+    /// Asks a network's plugins whether they are ready (libcni 1.3's
+    /// `GetStatusNetworkList`): below spec 1.1.0 (or with an unparsable
+    /// version) nothing runs and the answer is yes; otherwise each plugin
+    /// gets `STATUS` in order and the first error is returned. A plugin
+    /// reporting code 50 or 51 ([`ErrorCode::NotAvailable`],
+    /// [`ErrorCode::LimitedConnectivity`](crate::ErrorCode)) means the
+    /// network is not ready (see [`Error::is_not_ready`]).
+    ///
+    /// STATUS takes no attachment lock: it answers while other operations
+    /// on the network run.
+    ///
+    /// # Errors
+    ///
+    /// The plugin lookup and run errors; [`ErrorKind::Plugin`] for a plugin
+    /// that answers "not ready".
+    ///
+    /// # Cancellation
+    ///
+    /// Dropping the future kills the running plugin's process group.
+    ///
+    /// [`ErrorCode::NotAvailable`]: crate::ErrorCode
+    pub async fn status_network_list(&self, list: &NetworkConfigList) -> Result<(), Error> {
+        let span = tracing::info_span!("cni", op = "STATUS", network = list.name());
+        async {
+            if !at_least_1_1(list) {
+                return Ok(());
+            }
+            let plan = self.build(Op::Status, list, None, None, None)?;
+            for inv in plan.invocations() {
+                self.run(inv, &inv.stdin(), list.name()).await?;
+            }
+            Ok(())
+        }
+        .instrument(span)
+        .await
     }
 
     /// ADD of a single plugin configuration (a `.conf`), named and versioned
@@ -645,11 +900,11 @@ impl<E: PluginExec> Cni<E> {
             .exec
             .find(plugin_type, &self.plugin_dirs)
             .map_err(ctx)?;
-        let inv = plan::version_invocation(plugin_type, path);
+        let inv = plan::version_invocation(plugin_type, path, &self.env);
         let req = ExecRequest {
             path: inv.path(),
             op: Op::Version,
-            env: inv.env(),
+            env: inv.exec_env(),
             stdin: &inv.stdin(),
             timeout: self.timeout,
             kill_grace: self.kill_grace,
@@ -720,55 +975,86 @@ impl<E: PluginExec> Cni<E> {
     }
 
     /// The cached result of the last ADD of an attachment, converted to the
-    /// network's version; `None` if nothing is cached.
+    /// network's version; `None` if nothing is cached. Blocking (it reads a
+    /// file).
     ///
     /// # Errors
     ///
     /// [`ErrorKind::InvalidAttachment`] for names that would escape the cache,
-    /// [`ErrorKind::Cache`] for a cache file that cannot be used.
+    /// [`ErrorKind::Cache`] for a cache file that cannot be used (also a
+    /// symlinked `results/` or cache file).
     pub fn cached_result(
         &self,
         list: &NetworkConfigList,
         rt: &RuntimeConfig,
     ) -> Result<Option<CniResult>, Error> {
-        let path = self
-            .cache
-            .file(list.name(), rt)
-            .map_err(|e| e.in_network(list.name()))?;
-        self.read_cached(list, &path)
+        let name = cache::entry_name(list.name(), rt).map_err(|e| e.in_network(list.name()))?;
+        self.read_cached(list, &name)
+            .map_err(|e| e.in_network(list.name()))
     }
 
     /// What the last ADD of an attachment cached: the config bytes and the
     /// runtime config with the cached arguments; `None` if nothing is cached.
+    /// Blocking (it reads a file).
     ///
     /// # Errors
     ///
     /// [`ErrorKind::InvalidAttachment`], and [`ErrorKind::Cache`] for a file
-    /// that is not a `cniCacheV1` entry (no legacy fallback, as in libcni).
+    /// that is not a `cniCacheV1` entry (no legacy fallback, as in libcni),
+    /// or a symlinked `results/` or cache file.
     pub fn cached_config(
         &self,
         list: &NetworkConfigList,
         rt: &RuntimeConfig,
     ) -> Result<Option<CachedConfig>, Error> {
-        let path = self
-            .cache
-            .file(list.name(), rt)
-            .map_err(|e| e.in_network(list.name()))?;
+        let name = cache::entry_name(list.name(), rt).map_err(|e| e.in_network(list.name()))?;
+        let path = self.cache.path().join(RESULTS).join(&name);
         let ctx = |e: Error| e.at_path(&path).in_network(list.name());
-        let Some(bytes) = self.cache.read(&path).map_err(ctx)? else {
+        let Some(bytes) = self.read_entry(&name).map_err(ctx)? else {
             return Ok(None);
         };
         cache::cached_config(&bytes, rt).map(Some).map_err(ctx)
     }
 
-    /// The attachments recorded in the cache, of `container_id` or (if it
-    /// is empty) of every container, in file-name order.
+    /// The attachments recorded in the cache, of `container_id` or (with
+    /// `None`) of every container, in file-name order (libcni 1.3's
+    /// `GetCachedAttachments`). Files that are not valid entries are
+    /// skipped. Blocking (it reads the cache directory).
     ///
     /// # Errors
     ///
     /// [`ErrorKind::Io`] if the cache directory cannot be read,
     /// [`ErrorKind::Cache`] if its `results` directory is a symlink.
-    pub fn cached_attachments(&self, container_id: &str) -> Result<Vec<Attachment>, Error> {
-        self.cache.attachments(container_id)
+    pub fn cached_attachments(&self, container_id: Option<&str>) -> Result<Vec<Attachment>, Error> {
+        cache::attachments(&self.cache, container_id).map(|(atts, skipped)| {
+            for e in &skipped {
+                tracing::debug!(error = %e, "skipping a cache file that is not a valid entry");
+            }
+            atts
+        })
     }
+}
+
+/// What a GC did ([`Cni::gc_network_list`]).
+#[derive(Debug, Default)]
+#[non_exhaustive]
+pub struct GcReport {
+    /// The stale attachments deleted, in the order they were.
+    pub deleted: Vec<AttachmentId>,
+    /// The plugins whose GC ran and succeeded, in order (none below spec
+    /// 1.1.0).
+    pub plugins: Vec<String>,
+    /// The cache files skipped because they are not valid entries (a
+    /// [`ErrorKind::Cache`] error each, naming the file).
+    pub skipped: Vec<Error>,
+    /// How many lock files without a cache entry were removed.
+    pub swept_lock_files: usize,
+    /// How many temp files of crashed writers were removed.
+    pub swept_temp_files: usize,
+}
+
+/// Whether the list's version is 1.1.0 or later (an unparsable version is
+/// not), where GC and STATUS exist.
+fn at_least_1_1(list: &NetworkConfigList) -> bool {
+    Version::parse(list.cni_version()).is_ok_and(|v| v >= Version::new(1, 1, 0))
 }

@@ -360,6 +360,13 @@ pub enum ErrorKind {
         /// Why.
         reason: String,
     },
+    /// A GC finished with failures; each names what failed.
+    #[error("{} failure(s): {}", failures.len(), join_failures(failures))]
+    #[non_exhaustive]
+    Gc {
+        /// Every failure, in the order they happened.
+        failures: Vec<GcFailure>,
+    },
     /// Several independent checks failed (network validation).
     #[error("{} errors: {}", errors.len(), join_errors(errors))]
     #[non_exhaustive]
@@ -373,7 +380,7 @@ fn skipped_note(skipped: &[Error]) -> String {
     match skipped.len() {
         0 => String::new(),
         1 => format!(" (1 file skipped: {})", skipped[0]),
-        n => format!(" ({n} files skipped, first: {})", skipped[0]),
+        n => format!(" ({n} files skipped: {})", join_errors(skipped)),
     }
 }
 
@@ -394,6 +401,45 @@ fn describe_output(stdout: &str, stderr: &str) -> String {
         s.push_str(" with no output");
     }
     s
+}
+
+fn join_failures(failures: &[GcFailure]) -> String {
+    let v: Vec<String> = failures.iter().map(|e| e.to_string()).collect();
+    v.join("; ")
+}
+
+/// One failure of a GC ([`ErrorKind::Gc`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum GcFailure {
+    /// Deleting a stale attachment failed (its cache entry is kept, so a
+    /// later GC tries again).
+    #[error("deleting stale attachment {container_id}/{ifname}: {error}")]
+    #[non_exhaustive]
+    StaleAttachment {
+        /// The attachment's container ID.
+        container_id: String,
+        /// The attachment's interface name.
+        ifname: String,
+        /// Why.
+        error: Error,
+    },
+    /// A plugin's GC failed (or its binary was not found).
+    #[error("GC of plugin `{plugin}`: {error}")]
+    #[non_exhaustive]
+    Plugin {
+        /// The plugin type.
+        plugin: String,
+        /// Why.
+        error: Error,
+    },
+    /// The cached attachments could not be listed.
+    #[error("listing cached attachments: {error}")]
+    #[non_exhaustive]
+    Cache {
+        /// Why.
+        error: Error,
+    },
 }
 
 fn join_errors(errors: &[Error]) -> String {
@@ -519,6 +565,20 @@ impl Error {
     pub fn is_retryable(&self) -> bool {
         self.plugin_error()
             .is_some_and(|e| e.code() == crate::result::ErrorCode::TryAgainLater)
+    }
+
+    /// Whether a plugin answered STATUS with "not ready": code 50 (plugin
+    /// not available) or 51 (not available, existing containers may have
+    /// limited connectivity). A runtime reports such a network as
+    /// `NetworkReady=false`.
+    pub fn is_not_ready(&self) -> bool {
+        self.plugin_error().is_some_and(|e| {
+            matches!(
+                e.code(),
+                crate::result::ErrorCode::NotAvailable
+                    | crate::result::ErrorCode::LimitedConnectivity
+            )
+        })
     }
 
     /// Whether the error is a timeout of a plugin run.

@@ -47,17 +47,16 @@ pub mod config;
 pub mod error;
 pub mod exec;
 mod json;
-mod lock;
 pub mod plan;
 pub mod result;
 pub mod version;
 
 pub use cache::{Attachment, CachedConfig, DEFAULT_CACHE_DIR};
-pub use cni::{Cni, DEFAULT_KILL_GRACE, DEFAULT_TIMEOUT};
-pub use config::{ConfigLoader, LoadedConfigs, NetworkConfigList, PluginConfig};
-pub use error::{Error, ErrorKind, Op};
+pub use cni::{Cni, DEFAULT_KILL_GRACE, DEFAULT_TIMEOUT, GcReport};
+pub use config::{ConfigLoader, LoadedConfigs, NetworkConfigList, NetworkLookup, PluginConfig};
+pub use error::{Error, ErrorKind, GcFailure, Op};
 pub use exec::{DEFAULT_PLUGIN_DIR, PluginExec, ProcessExec};
-pub use plan::{Invocation, Plan, RuntimeConfig};
+pub use plan::{AttachmentId, Invocation, Plan, PluginEnv, RuntimeConfig};
 pub use result::{CniResult, ErrorCode, PluginError};
 pub use version::{SpecVersion, Version, VersionInfo};
 

@@ -7,9 +7,12 @@
 //! has run; [`Invocation::stdin`] then shows the config without it and
 //! [`Invocation::prev_result`] says where it will come from.
 
+use std::ffi::{OsStr, OsString};
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::config::{NetworkConfigList, PluginConfig};
@@ -25,6 +28,7 @@ pub struct RuntimeConfig {
     ifname: String,
     args: Vec<(String, String)>,
     capability_args: Map<String, Value>,
+    plugin_env: Option<PluginEnv>,
 }
 
 impl RuntimeConfig {
@@ -95,10 +99,171 @@ impl RuntimeConfig {
         &self.capability_args
     }
 
+    /// Shapes the plugins' environment for this call, on top of the
+    /// [`Cni`](crate::Cni)'s own [`PluginEnv`]. Default: no change.
+    pub fn plugin_env(mut self, env: PluginEnv) -> RuntimeConfig {
+        self.plugin_env = Some(env);
+        self
+    }
+
+    /// The environment changes of this call, if any.
+    pub fn plugin_env_changes(&self) -> Option<&PluginEnv> {
+        self.plugin_env.as_ref()
+    }
+
     /// `CNI_ARGS` as the plugin sees it: `K=V` pairs joined with `;`.
     pub fn cni_args_string(&self) -> String {
         let pairs: Vec<String> = self.args.iter().map(|(k, v)| format!("{k}={v}")).collect();
         pairs.join(";")
+    }
+}
+
+/// The environment plugins run with, besides the six CNI variables.
+///
+/// By default (as libcni) a plugin gets the caller's whole environment
+/// with `CNI_COMMAND`, `CNI_CONTAINERID`, `CNI_NETNS`, `CNI_IFNAME`,
+/// `CNI_ARGS` and `CNI_PATH` set over it: plugins read variables such as
+/// `CNI_NETNS_OVERRIDE`, log levels and proxies from there. A `PluginEnv`
+/// can start from an empty environment instead, set variables, and remove
+/// some (secrets). It applies per [`Cni`](crate::Cni)
+/// ([`Cni::plugin_env`](crate::Cni::plugin_env)) and per call
+/// ([`RuntimeConfig::plugin_env`]), the call's changes after the `Cni`'s;
+/// the six CNI variables are always set last.
+///
+/// ```
+/// use libcni::PluginEnv;
+/// let env = PluginEnv::inherit().remove("AWS_SECRET_ACCESS_KEY").set("LOG_LEVEL", "debug");
+/// let clean = PluginEnv::empty().set("PATH", "/usr/sbin:/usr/bin:/sbin:/bin");
+/// # let _ = (env, clean);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PluginEnv {
+    inherit: bool,
+    changes: Vec<(OsString, Option<OsString>)>,
+}
+
+impl Default for PluginEnv {
+    fn default() -> PluginEnv {
+        PluginEnv::inherit()
+    }
+}
+
+impl PluginEnv {
+    /// The caller's environment (the default).
+    pub fn inherit() -> PluginEnv {
+        PluginEnv {
+            inherit: true,
+            changes: Vec::new(),
+        }
+    }
+
+    /// An empty environment: plugins get only what is [`set`](Self::set)
+    /// and the six CNI variables.
+    pub fn empty() -> PluginEnv {
+        PluginEnv {
+            inherit: false,
+            changes: Vec::new(),
+        }
+    }
+
+    /// Sets a variable (a later change of the same name wins).
+    pub fn set(mut self, key: impl Into<OsString>, value: impl Into<OsString>) -> PluginEnv {
+        self.changes.push((key.into(), Some(value.into())));
+        self
+    }
+
+    /// Removes a variable.
+    pub fn remove(mut self, key: impl Into<OsString>) -> PluginEnv {
+        self.changes.push((key.into(), None));
+        self
+    }
+
+    /// Whether the caller's environment is the starting point.
+    pub fn inherits(&self) -> bool {
+        self.inherit
+    }
+
+    fn apply(&self, env: &mut Vec<(OsString, OsString)>) {
+        if !self.inherit {
+            env.clear();
+        }
+        for (k, v) in &self.changes {
+            env.retain(|(ek, _)| ek != k);
+            if let Some(v) = v {
+                env.push((k.clone(), v.clone()));
+            }
+        }
+    }
+}
+
+/// The six variables libcni always sets.
+const CNI_VARS: [&str; 6] = [
+    "CNI_COMMAND",
+    "CNI_CONTAINERID",
+    "CNI_NETNS",
+    "CNI_IFNAME",
+    "CNI_ARGS",
+    "CNI_PATH",
+];
+
+/// The complete environment of a plugin run: the caller's (shaped by
+/// `policies`, in order) with the CNI variables `cni` set over it.
+pub(crate) fn full_env(
+    policies: &[Option<&PluginEnv>],
+    cni: &[(String, String)],
+) -> Arc<[(OsString, OsString)]> {
+    let inherit = policies.iter().flatten().all(|p| p.inherit);
+    let mut env: Vec<(OsString, OsString)> = if inherit {
+        std::env::vars_os()
+            .filter(|(k, _)| !CNI_VARS.iter().any(|c| OsStr::new(c) == k))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    for p in policies.iter().flatten() {
+        p.apply(&mut env);
+    }
+    env.retain(|(k, _)| !CNI_VARS.iter().any(|c| OsStr::new(c) == k));
+    env.extend(
+        cni.iter()
+            .map(|(k, v)| (OsString::from(k), OsString::from(v))),
+    );
+    env.into()
+}
+
+/// An attachment to keep at GC (libcni's `GCAttachment`), matched on
+/// container ID and interface name; sent to plugins in
+/// `cni.dev/valid-attachments` as `{"containerID":..,"ifname":..}`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct AttachmentId {
+    #[serde(rename = "containerID")]
+    container_id: String,
+    ifname: String,
+}
+
+impl AttachmentId {
+    /// The attachment of `container_id` on interface `ifname`.
+    pub fn new(container_id: impl Into<String>, ifname: impl Into<String>) -> AttachmentId {
+        AttachmentId {
+            container_id: container_id.into(),
+            ifname: ifname.into(),
+        }
+    }
+
+    /// The container ID.
+    pub fn container_id(&self) -> &str {
+        &self.container_id
+    }
+
+    /// The interface name.
+    pub fn ifname(&self) -> &str {
+        &self.ifname
+    }
+}
+
+impl fmt::Display for AttachmentId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.container_id, self.ifname)
     }
 }
 
@@ -124,11 +289,12 @@ pub struct Invocation {
     plugin_name: String,
     path: PathBuf,
     op: Op,
-    env: Vec<(String, String)>,
+    env: Arc<[(String, String)]>,
+    exec_env: Arc<[(OsString, OsString)]>,
     config: std::sync::Arc<str>,
     inject: Vec<(&'static str, Vec<u8>)>,
     prev: PrevResult,
-    prev_bytes: Option<Vec<u8>>,
+    prev_bytes: Option<Arc<[u8]>>,
 }
 
 impl Invocation {
@@ -159,10 +325,14 @@ impl Invocation {
 
     /// The CNI variables set for the plugin, in this order: `CNI_COMMAND`,
     /// `CNI_CONTAINERID`, `CNI_NETNS`, `CNI_IFNAME`, `CNI_ARGS`, `CNI_PATH`.
-    /// The rest of the runtime's environment is inherited, less any other
-    /// `CNI_*` variable.
     pub fn env(&self) -> &[(String, String)] {
         &self.env
+    }
+
+    /// The plugin's complete environment: the caller's, shaped by the
+    /// [`PluginEnv`] in force, with the CNI variables set over it.
+    pub fn exec_env(&self) -> &[(OsString, OsString)] {
+        &self.exec_env
     }
 
     /// Where `prevResult` comes from.
@@ -252,7 +422,7 @@ impl fmt::Display for Plan {
                 inv.plugin_type,
                 inv.path.display()
             )?;
-            for (k, v) in &inv.env {
+            for (k, v) in inv.env.iter() {
                 writeln!(f, "   {k}={v}")?;
             }
             writeln!(f, "   stdin: {}", String::from_utf8_lossy(&inv.stdin()))?;
@@ -264,10 +434,11 @@ impl fmt::Display for Plan {
     }
 }
 
-/// The environment for a plugin run (libcni's `Args.AsEnv`).
+/// The CNI variables of a plugin run (libcni's `Args.AsEnv`). GC and STATUS
+/// get only the command and the real `CNI_PATH`, the other four empty.
 pub(crate) fn cni_env(
     op: Op,
-    rt: &RuntimeConfig,
+    rt: Option<&RuntimeConfig>,
     plugin_dirs: &[PathBuf],
 ) -> Vec<(String, String)> {
     let path = plugin_dirs
@@ -275,12 +446,21 @@ pub(crate) fn cni_env(
         .map(|p| p.to_string_lossy())
         .collect::<Vec<_>>()
         .join(":");
+    let (cid, netns, ifname, args) = match rt {
+        Some(rt) => (
+            rt.container_id.clone(),
+            rt.netns.clone(),
+            rt.ifname.clone(),
+            rt.cni_args_string(),
+        ),
+        None => Default::default(),
+    };
     vec![
         ("CNI_COMMAND".into(), op.as_str().into()),
-        ("CNI_CONTAINERID".into(), rt.container_id.clone()),
-        ("CNI_NETNS".into(), rt.netns.clone()),
-        ("CNI_IFNAME".into(), rt.ifname.clone()),
-        ("CNI_ARGS".into(), rt.cni_args_string()),
+        ("CNI_CONTAINERID".into(), cid),
+        ("CNI_NETNS".into(), netns),
+        ("CNI_IFNAME".into(), ifname),
+        ("CNI_ARGS".into(), args),
         ("CNI_PATH".into(), path),
     ]
 }
@@ -301,20 +481,46 @@ pub(crate) fn runtime_config(
     (!rc.is_empty()).then_some(rc)
 }
 
-/// Builds the plan for ADD, CHECK or DEL. `resolve` finds each plugin's
-/// binary; `cached` is the cached result's JSON (CHECK, DEL) in the list's
-/// version.
+/// What a plan is built from, besides the network.
+pub(crate) struct PlanInput<'a> {
+    /// The operation.
+    pub(crate) op: Op,
+    /// The attachment (ADD, CHECK, DEL); `None` for GC and STATUS.
+    pub(crate) rt: Option<&'a RuntimeConfig>,
+    /// The plugin directories (`CNI_PATH`).
+    pub(crate) plugin_dirs: &'a [PathBuf],
+    /// The cached result's JSON in the list's version (CHECK, DEL).
+    pub(crate) cached: Option<Vec<u8>>,
+    /// GC: the attachments to keep, sent as `cni.dev/valid-attachments`
+    /// (and `cni.dev/attachments`); `None` sends neither key.
+    pub(crate) valid: Option<&'a [AttachmentId]>,
+    /// The runtime's environment policy.
+    pub(crate) env: &'a PluginEnv,
+}
+
+/// Builds the plan of an operation. `resolve` finds each plugin's binary.
 pub(crate) fn build(
     list: &NetworkConfigList,
-    op: Op,
-    rt: &RuntimeConfig,
-    plugin_dirs: &[PathBuf],
-    cached: Option<Vec<u8>>,
+    input: PlanInput<'_>,
     mut resolve: impl FnMut(&PluginConfig) -> Result<PathBuf, crate::Error>,
 ) -> Result<Plan, crate::Error> {
-    let env = cni_env(op, rt, plugin_dirs);
+    let PlanInput {
+        op,
+        rt,
+        plugin_dirs,
+        cached,
+        valid,
+        env: policy,
+    } = input;
+    let env: Arc<[(String, String)]> = cni_env(op, rt, plugin_dirs).into();
+    let exec_env = full_env(
+        &[Some(policy), rt.and_then(|r| r.plugin_env.as_ref())],
+        &env,
+    );
     let name = to_go_json(list.name());
     let version = to_go_json(list.cni_version());
+    let valid = valid.map(to_go_json);
+    let cached: Option<Arc<[u8]>> = cached.map(Into::into);
     let mut invocations = Vec::with_capacity(list.plugins().len());
     for (index, plugin) in list.plugins().iter().enumerate() {
         let path = resolve(plugin).map_err(|e| {
@@ -323,8 +529,12 @@ pub(crate) fn build(
                 .during(op)
         })?;
         let mut inject = vec![("cniVersion", version.clone()), ("name", name.clone())];
-        if let Some(rc) = runtime_config(plugin, rt) {
+        if let Some(rc) = rt.and_then(|rt| runtime_config(plugin, rt)) {
             inject.push(("runtimeConfig", to_go_json(&rc)));
+        }
+        if let Some(v) = &valid {
+            inject.push(("cni.dev/valid-attachments", v.clone()));
+            inject.push(("cni.dev/attachments", v.clone()));
         }
         let (prev, prev_bytes) = match (op, &cached) {
             (Op::Add, _) if index > 0 => (PrevResult::PreviousPlugin, None),
@@ -338,6 +548,7 @@ pub(crate) fn build(
             path,
             op,
             env: env.clone(),
+            exec_env: exec_env.clone(),
             config: plugin.raw_arc(),
             inject,
             prev,
@@ -358,21 +569,27 @@ pub(crate) fn build(
 /// The plan of a `VERSION` probe (libcni's `GetVersionInfo`): dummy
 /// `CNI_NETNS`, `CNI_IFNAME` and `CNI_PATH` for old plugins' sake, and stdin
 /// `{"cniVersion":"1.1.0"}`.
-pub(crate) fn version_invocation(plugin_type: &str, path: PathBuf) -> Invocation {
-    let env = vec![
+pub(crate) fn version_invocation(
+    plugin_type: &str,
+    path: PathBuf,
+    policy: &PluginEnv,
+) -> Invocation {
+    let env: Arc<[(String, String)]> = vec![
         ("CNI_COMMAND".into(), "VERSION".into()),
         ("CNI_CONTAINERID".into(), String::new()),
         ("CNI_NETNS".into(), "dummy".into()),
         ("CNI_IFNAME".into(), "dummy".into()),
         ("CNI_ARGS".into(), String::new()),
         ("CNI_PATH".into(), "dummy".into()),
-    ];
+    ]
+    .into();
     Invocation {
         index: 0,
         plugin_type: plugin_type.to_owned(),
         plugin_name: String::new(),
         path,
         op: Op::Version,
+        exec_env: full_env(&[Some(policy)], &env),
         env,
         config: std::sync::Arc::from("{}"),
         inject: vec![(
@@ -395,10 +612,14 @@ mod tests {
     fn plan(l: &NetworkConfigList, op: Op, rt: &RuntimeConfig, cached: Option<&str>) -> Plan {
         build(
             l,
-            op,
-            rt,
-            &[PathBuf::from("/opt/cni/bin"), PathBuf::from("/usr/lib/cni")],
-            cached.map(|c| c.as_bytes().to_vec()),
+            PlanInput {
+                op,
+                rt: Some(rt),
+                plugin_dirs: &[PathBuf::from("/opt/cni/bin"), PathBuf::from("/usr/lib/cni")],
+                cached: cached.map(|c| c.as_bytes().to_vec()),
+                valid: None,
+                env: &PluginEnv::inherit(),
+            },
             |p| Ok(PathBuf::from("/opt/cni/bin").join(p.plugin_type())),
         )
         .unwrap()
@@ -497,7 +718,7 @@ mod tests {
 
     #[test]
     fn version_probe_uses_dummy_values() {
-        let inv = version_invocation("x", PathBuf::from("/bin/x"));
+        let inv = version_invocation("x", PathBuf::from("/bin/x"), &PluginEnv::inherit());
         assert_eq!(stdin(&inv), r#"{"cniVersion":"1.1.0"}"#);
         let env: Vec<String> = inv.env().iter().map(|(k, v)| format!("{k}={v}")).collect();
         assert_eq!(

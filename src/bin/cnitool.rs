@@ -1,10 +1,13 @@
-//! `cnitool`: add, check or delete a container's network attachment by hand.
+//! `cnitool`: add, check, delete, garbage-collect or ask the status of a
+//! container's network attachment by hand.
 //!
 //! A drop-in for the reference `cnitool`: same commands and environment
 //! variables (`NETCONFPATH`, `CNI_PATH`, `CNI_IFNAME`, `CNI_ARGS`,
-//! `CAP_ARGS`), plus `CNI_CONTAINERID`, `CNI_CACHE_DIR`, `--timeout` and
-//! `--dry-run`. Ctrl-C or SIGTERM stops the running plugin's whole process
-//! group before cnitool exits.
+//! `CAP_ARGS`), plus `CNI_CONTAINERID`, `CNI_CACHE_DIR`, `--timeout`,
+//! `--dry-run` and, for `gc`, `--valid`/`--valid-file`. Ctrl-C or SIGTERM
+//! stops the running plugin's whole process group before cnitool exits.
+//! Config files skipped while looking for the network, and the library's
+//! warnings, are printed on stderr, also when the command succeeds.
 
 use std::path::{Component, Path, PathBuf};
 use std::process::ExitCode;
@@ -12,7 +15,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
 use clap::{Parser, Subcommand};
-use libcni::{Cni, ConfigLoader, NetworkConfigList, Op, RuntimeConfig};
+use libcni::{AttachmentId, Cni, ConfigLoader, ErrorKind, NetworkConfigList, Op, RuntimeConfig};
 use sha2::{Digest, Sha512};
 
 const DEFAULT_NET_DIR: &str = "/etc/cni/net.d";
@@ -46,6 +49,54 @@ enum Command {
     Check(Target),
     /// Detach the namespace from the network.
     Del(Target),
+    /// Garbage-collect the network: delete every cached attachment that is
+    /// not valid, then run the plugins' GC (spec 1.1.0 and later). Without
+    /// --valid or --valid-file no attachment is valid, as in the reference.
+    Gc {
+        #[command(flatten)]
+        target: Target,
+        /// An attachment to keep, as <container id>/<ifname> (repeatable).
+        #[arg(long = "valid", value_name = "CONTAINERID/IFNAME", value_parser = parse_attachment)]
+        valid: Vec<AttachmentId>,
+        /// A JSON file with the attachments to keep:
+        /// [{"containerID": "...", "ifname": "..."}, ...].
+        #[arg(long, value_name = "FILE")]
+        valid_file: Option<PathBuf>,
+    },
+    /// Ask the network's plugins whether they are ready (spec 1.1.0 and
+    /// later; earlier versions are always ready).
+    Status(Target),
+}
+
+fn parse_attachment(s: &str) -> Result<AttachmentId, String> {
+    match s.rsplit_once('/') {
+        Some((cid, ifname)) if !cid.is_empty() && !ifname.is_empty() => {
+            Ok(AttachmentId::new(cid, ifname))
+        }
+        _ => Err(format!("expected <container id>/<ifname>, got {s:?}")),
+    }
+}
+
+/// The attachments in a `--valid-file`.
+fn read_valid_file(path: &Path) -> Result<Vec<AttachmentId>> {
+    #[derive(serde::Deserialize)]
+    struct Entry {
+        #[serde(rename = "containerID")]
+        container_id: String,
+        ifname: String,
+    }
+    let bytes =
+        std::fs::read(path).with_context(|| format!("reading --valid-file {}", path.display()))?;
+    let entries: Vec<Entry> = serde_json::from_slice(&bytes).with_context(|| {
+        format!(
+            "--valid-file {}: expected a JSON array of {{\"containerID\": .., \"ifname\": ..}}",
+            path.display()
+        )
+    })?;
+    Ok(entries
+        .into_iter()
+        .map(|e| AttachmentId::new(e.container_id, e.ifname))
+        .collect())
 }
 
 #[derive(clap::Args, Debug)]
@@ -133,6 +184,15 @@ struct Job {
     list: NetworkConfigList,
     rt: RuntimeConfig,
     op: Op,
+    valid: Option<Vec<AttachmentId>>,
+}
+
+/// Prints one line per config file skipped: the file and why (with line
+/// and column where there is one).
+fn print_skipped(skipped: &[libcni::Error]) {
+    for e in skipped {
+        eprintln!("cnitool: skipped config file {e}");
+    }
 }
 
 fn prepare(cli: &Cli) -> Result<Job> {
@@ -140,9 +200,37 @@ fn prepare(cli: &Cli) -> Result<Job> {
         Command::Add(t) => (Op::Add, t),
         Command::Check(t) => (Op::Check, t),
         Command::Del(t) => (Op::Del, t),
+        Command::Gc { target, .. } => (Op::Gc, target),
+        Command::Status(t) => (Op::Status, t),
+    };
+    let valid = match &cli.command {
+        Command::Gc {
+            valid, valid_file, ..
+        } => {
+            let mut set = valid.clone();
+            if let Some(f) = valid_file {
+                set.extend(read_valid_file(f)?);
+            }
+            (!set.is_empty() || valid_file.is_some()).then_some(set)
+        }
+        _ => None,
     };
     let netdir = env_nonempty("NETCONFPATH").unwrap_or_else(|| DEFAULT_NET_DIR.to_owned());
-    let list = ConfigLoader::new(&netdir).network(&target.net)?;
+    let list = match ConfigLoader::new(&netdir).find_network(&target.net) {
+        Ok(found) => {
+            let (list, skipped) = found.into_parts();
+            print_skipped(&skipped);
+            list
+        }
+        Err(e) => {
+            if let ErrorKind::NetworkNotFound { skipped, .. }
+            | ErrorKind::NoValidConfig { skipped, .. } = e.kind()
+            {
+                print_skipped(skipped);
+            }
+            return Err(e.into());
+        }
+    };
 
     let mut rt_caps = serde_json::Map::new();
     if let Some(caps) = env_nonempty("CAP_ARGS") {
@@ -175,7 +263,13 @@ fn prepare(cli: &Cli) -> Result<Job> {
     let rt = RuntimeConfig::new(cid, netns, ifname)
         .args(args)
         .capability_args(rt_caps);
-    Ok(Job { cni, list, rt, op })
+    Ok(Job {
+        cni,
+        list,
+        rt,
+        op,
+        valid,
+    })
 }
 
 async fn execute(job: &Job) -> Result<Option<Vec<u8>>> {
@@ -188,6 +282,23 @@ async fn execute(job: &Job) -> Result<Option<Vec<u8>>> {
         ),
         Op::Check => {
             job.cni.check_network_list(&job.list, &job.rt).await?;
+            None
+        }
+        Op::Gc => {
+            let report = job
+                .cni
+                .gc_network_list(&job.list, job.valid.as_deref())
+                .await?;
+            for id in &report.deleted {
+                eprintln!("cnitool: deleted stale attachment {id}");
+            }
+            for e in &report.skipped {
+                eprintln!("cnitool: skipped cache file {e}");
+            }
+            None
+        }
+        Op::Status => {
+            job.cni.status_network_list(&job.list).await?;
             None
         }
         _ => {
@@ -230,7 +341,26 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     Ok(ExitCode::from(code))
 }
 
+/// Prints the library's warnings (a cache that cannot be used, a plugin
+/// left running, ...) on stderr; its skipped-file warnings are printed by
+/// cnitool itself.
+fn init_logging() {
+    use tracing_subscriber::filter::Targets;
+    use tracing_subscriber::prelude::*;
+    let filter = Targets::new()
+        .with_default(tracing::Level::WARN)
+        .with_target("libcni::config::load", tracing::Level::ERROR);
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .without_time()
+        .with_target(false);
+    tracing_subscriber::registry()
+        .with(fmt.with_filter(filter))
+        .init();
+}
+
 fn main() -> ExitCode {
+    init_logging();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

@@ -66,6 +66,36 @@ impl LoadedConfigs {
     }
 }
 
+/// A network found by [`ConfigLoader::find_network`], with the files that
+/// were skipped before it.
+#[derive(Debug)]
+pub struct NetworkLookup {
+    network: NetworkConfigList,
+    skipped: Vec<Error>,
+}
+
+impl NetworkLookup {
+    /// The network.
+    pub fn network(&self) -> &NetworkConfigList {
+        &self.network
+    }
+
+    /// An error for each file skipped because it could not be loaded.
+    pub fn skipped(&self) -> &[Error] {
+        &self.skipped
+    }
+
+    /// The network, dropping the rest.
+    pub fn into_network(self) -> NetworkConfigList {
+        self.network
+    }
+
+    /// The network and the skipped files' errors.
+    pub fn into_parts(self) -> (NetworkConfigList, Vec<Error>) {
+        (self.network, self.skipped)
+    }
+}
+
 impl Default for ConfigLoader {
     fn default() -> Self {
         ConfigLoader::new(DEFAULT_CONFIG_DIR)
@@ -107,6 +137,17 @@ impl ConfigLoader {
     /// valid file defines the network, [`ErrorKind::Io`] when the directory
     /// cannot be read.
     pub fn network(&self, name: &str) -> Result<NetworkConfigList, Error> {
+        self.find_network(name).map(NetworkLookup::into_network)
+    }
+
+    /// As [`network`](Self::network), and also the files that were skipped
+    /// on the way (sorted before the match and failing to load), so a tool
+    /// can tell its user about them even when the lookup succeeds.
+    ///
+    /// # Errors
+    ///
+    /// As [`network`](Self::network).
+    pub fn find_network(&self, name: &str) -> Result<NetworkLookup, Error> {
         let files = self.files()?;
         if files.is_empty() {
             return Err(Error::new(ErrorKind::NoConfigs {
@@ -120,7 +161,10 @@ impl ConfigLoader {
             match load_file(path) {
                 Ok(net) if net.name() == name => {
                     report(&skipped);
-                    return Ok(net);
+                    return Ok(NetworkLookup {
+                        network: net,
+                        skipped,
+                    });
                 }
                 Ok(_) => {}
                 Err(e) => skipped.push(e),

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use serde_json::Value;
 use serde_json::value::RawValue;
 
-pub use self::load::{ConfigLoader, LoadedConfigs};
+pub use self::load::{ConfigLoader, LoadedConfigs, NetworkLookup};
 use crate::error::{ConfigProblem, Error, ErrorKind, VersionProblem};
 use crate::json::{RawObject, compact_into, raw_type, to_go_json};
 use crate::version::{Version, select_version};

@@ -6,6 +6,7 @@
 
 mod process;
 
+use std::ffi::OsString;
 use std::fmt;
 use std::future::Future;
 use std::os::unix::fs::PermissionsExt;
@@ -26,8 +27,11 @@ pub struct ExecRequest<'a> {
     pub path: &'a Path,
     /// The operation (also in `env` as `CNI_COMMAND`).
     pub op: Op,
-    /// The CNI variables to set.
-    pub env: &'a [(String, String)],
+    /// The plugin's complete environment, in order (a later duplicate
+    /// wins): the caller's, shaped by the [`PluginEnv`](crate::PluginEnv)
+    /// in force, with the six CNI variables set over it. An executor sets
+    /// exactly these, nothing inherited besides.
+    pub env: &'a [(OsString, OsString)],
     /// The bytes to write to the plugin's stdin.
     pub stdin: &'a [u8],
     /// How long the plugin may run before its process group is terminated.
@@ -41,7 +45,7 @@ impl<'a> ExecRequest<'a> {
     pub fn new(
         path: &'a Path,
         op: Op,
-        env: &'a [(String, String)],
+        env: &'a [(OsString, OsString)],
         stdin: &'a [u8],
         timeout: Duration,
         kill_grace: Duration,

@@ -104,12 +104,8 @@ async fn spawn(req: &ExecRequest<'_>) -> std::io::Result<Child> {
     let mut attempt = 0;
     loop {
         let mut cmd = std::process::Command::new(req.path);
-        for (k, _) in std::env::vars_os() {
-            if k.as_encoded_bytes().starts_with(b"CNI_") {
-                cmd.env_remove(k);
-            }
-        }
-        cmd.envs(req.env.iter().map(|(k, v)| (k, v)))
+        cmd.env_clear()
+            .envs(req.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -217,3 +217,224 @@ fn an_unusable_locks_directory_does_not_block_operations() {
     block_on(cni.del_network_list(&list, &rt)).unwrap();
     assert!(env.cache_files().is_empty());
 }
+
+/// Every file below `dir`, as (relative path, contents or link target).
+fn tree(dir: &std::path::Path) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            let rel = p.strip_prefix(dir).unwrap().to_string_lossy().into_owned();
+            let t = e.file_type().unwrap();
+            if t.is_symlink() {
+                out.push((
+                    rel,
+                    format!("-> {}", std::fs::read_link(&p).unwrap().display()),
+                ));
+            } else if t.is_dir() {
+                out.push((rel, "dir".into()));
+                stack.push(p);
+            } else {
+                out.push((rel, std::fs::read_to_string(&p).unwrap_or_default()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn a_symlinked_results_directory_is_never_used_by_any_operation() {
+    for version in ["1.1.0", "0.3.1"] {
+        let env = reference_env(&format!("symresults-{version}"));
+        let list = env.list(&format!(
+            r#"{{"cniVersion":"{version}","name":"x","plugins":[{{"type":"tp"}}]}}"#
+        ));
+        let elsewhere = env.path("elsewhere");
+        std::fs::create_dir_all(&elsewhere).unwrap();
+        // What an attacker wants removed or read: named like the entry.
+        std::fs::write(elsewhere.join("x-c1-eth0"), LIBCNI_CACHE).unwrap();
+        std::fs::write(elsewhere.join("x-c2-eth0"), LIBCNI_CACHE).unwrap();
+        std::fs::create_dir_all(&env.cache).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, env.cache.join("results")).unwrap();
+        let before = tree(&elsewhere);
+        let cni = env.cni();
+        let rt = RuntimeConfig::new("c1", "/ns", "eth0");
+        let is_cache = |e: &libcni::Error| matches!(e.kind(), ErrorKind::Cache { .. });
+
+        // ADD refuses before running anything.
+        let e = block_on(cni.add_network_list(&list, &rt)).unwrap_err();
+        assert!(is_cache(&e), "{e}");
+        assert!(env.calls("tp").is_empty(), "ADD ran a plugin");
+        // CHECK refuses (0.3.1 has no CHECK at all).
+        if version == "1.1.0" {
+            let e = block_on(cni.check_network_list(&list, &rt)).unwrap_err();
+            assert!(is_cache(&e), "{e}");
+        }
+        // DEL runs the plugins without prevResult, succeeds, removes nothing.
+        block_on(cni.del_network_list(&list, &rt)).unwrap();
+        let del = env.calls("tp").pop().unwrap();
+        assert_eq!(del["command"], "DEL");
+        assert!(stdin_of(&del).get("prevResult").is_none());
+        // GC lists nothing through it and reports the cache as unusable.
+        let e = block_on(cni.gc_network_list(&list, None)).unwrap_err();
+        assert!(matches!(e.kind(), ErrorKind::Gc { .. }), "{e}");
+        // The lookups refuse too.
+        assert!(is_cache(&cni.cached_result(&list, &rt).unwrap_err()));
+        assert!(is_cache(&cni.cached_config(&list, &rt).unwrap_err()));
+        assert!(is_cache(&cni.cached_attachments(None).unwrap_err()));
+        assert_eq!(
+            tree(&elsewhere),
+            before,
+            "{version}: touched through the symlink"
+        );
+    }
+}
+
+#[test]
+fn a_symlinked_locks_directory_or_lock_file_is_never_used() {
+    let env = reference_env("symlocks");
+    let list = env.list(CONFLIST);
+    let elsewhere = env.path("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    std::fs::create_dir_all(&env.cache).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, env.cache.join("locks")).unwrap();
+    let cni = env.cni();
+    let rt = RuntimeConfig::new("c1", "/ns", "eth0");
+    block_on(cni.add_network_list(&list, &rt)).unwrap();
+    block_on(cni.check_network_list(&list, &rt)).unwrap();
+    block_on(cni.del_network_list(&list, &rt)).unwrap();
+    block_on(cni.gc_network_list(&list, None)).unwrap();
+    assert!(tree(&elsewhere).is_empty(), "{:?}", tree(&elsewhere));
+
+    // A lock file that is a symlink: the operation goes on without it.
+    let env = reference_env("symlockfile");
+    let target = env.path("target");
+    std::fs::write(&target, "precious").unwrap();
+    std::fs::create_dir_all(env.cache.join("locks")).unwrap();
+    std::os::unix::fs::symlink(&target, env.cache.join("locks/x-c1-eth0")).unwrap();
+    let cni = env.cni();
+    block_on(cni.add_network_list(&list, &rt)).unwrap();
+    block_on(cni.del_network_list(&list, &rt)).unwrap();
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "precious");
+}
+
+#[test]
+fn the_configured_cache_directory_may_be_a_symlink() {
+    let env = reference_env("symroot");
+    let real = env.path("disk/cni");
+    std::fs::create_dir_all(&real).unwrap();
+    let link = env.path("var-lib-cni");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    let cni = env.cni().cache_dir(&link);
+    let rt = reference_rt();
+    block_on(cni.add_network_list(&env.list(CONFLIST), &rt)).unwrap();
+    assert!(
+        real.join("results/x-cnitool-0e6b52a07b770f1e750c-eth0")
+            .is_file()
+    );
+    assert!(
+        cni.cached_result(&env.list(CONFLIST), &rt)
+            .unwrap()
+            .is_some()
+    );
+}
+
+#[test]
+fn results_holds_only_complete_entries_and_crash_leftovers_are_swept() {
+    let env = reference_env("leftovers");
+    let list = env.list(CONFLIST);
+    let results = env.cache.join("results");
+    let tmp = env.cache.join("results.tmp");
+    std::fs::create_dir_all(&results).unwrap();
+    std::fs::create_dir_all(&tmp).unwrap();
+    // Left by writers that were killed: a pid that cannot exist (above
+    // pid_max) in the temp dir, and the old in-`results/` form, one of
+    // them a complete copy of an entry.
+    std::fs::write(tmp.join("2147483647.0.x-c9-eth0"), "{\"kind\":").unwrap();
+    std::fs::write(results.join(".x-c8-eth0.2147483647.3.tmp"), LIBCNI_CACHE).unwrap();
+    std::fs::write(results.join(".x-c7-eth0.2147483647.4.tmp"), "").unwrap();
+    // Dot-files are never attachments.
+    assert!(env.cni().cached_attachments(None).unwrap().is_empty());
+    // The first write in a process sweeps them.
+    let cni = env.cni();
+    block_on(cni.add_network_list(&list, &reference_rt())).unwrap();
+    assert_eq!(env.cache_files(), ["x-cnitool-0e6b52a07b770f1e750c-eth0"]);
+    assert_eq!(std::fs::read_dir(&tmp).unwrap().count(), 0);
+    // And GC sweeps them whenever it runs.
+    std::fs::write(tmp.join("2147483647.1.x-c9-eth0"), "").unwrap();
+    let report = block_on(cni.gc_network_list(&list, Some(&[]))).unwrap();
+    assert_eq!(report.swept_temp_files, 1);
+    assert_eq!(std::fs::read_dir(&tmp).unwrap().count(), 0);
+}
+
+#[test]
+fn killing_writers_at_any_instant_leaves_only_complete_entries() {
+    use std::process::{Command, Stdio};
+    let env = reference_env("crash");
+    env.write_config("x.conflist", CONFLIST);
+    let mut rng = 0x2545_f491_4f6c_dd1du64;
+    for i in 0..40 {
+        let mut child = Command::new(crate::support::cnitool_bin())
+            .args(["add", "x", &format!("/var/run/netns/crash{}", i % 4)])
+            .env("NETCONFPATH", &env.net_d)
+            .env("CNI_PATH", &env.bin)
+            .env("CNI_CACHE_DIR", &env.cache)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        std::thread::sleep(std::time::Duration::from_micros(rng % 8000));
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    for name in env.cache_files() {
+        assert!(!name.starts_with('.'), "leftover in results/: {name}");
+        let bytes = std::fs::read(env.cache.join("results").join(&name)).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|e| panic!("incomplete entry {name}: {e}"));
+        assert_eq!(v["kind"], "cniCacheV1");
+    }
+    // A restarted executor can collect everything it finds.
+    block_on(env.cni().gc_network_list(&env.list(CONFLIST), None)).unwrap();
+    assert!(env.cache_files().is_empty());
+    assert_eq!(
+        std::fs::read_dir(env.cache.join("results.tmp")).map_or(0, |d| d.count()),
+        0
+    );
+}
+
+#[test]
+fn lock_files_go_whenever_no_entry_is_left() {
+    let env = reference_env("lockgone");
+    let list = env.list(CONFLIST);
+    let cni = env.cni();
+    let locks = || -> Vec<String> {
+        std::fs::read_dir(env.cache.join("locks"))
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().into_string().unwrap())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    // DEL of an attachment that never existed.
+    block_on(cni.del_network_list(&list, &RuntimeConfig::new("never", "/ns", "eth0"))).unwrap();
+    assert!(locks().is_empty(), "{:?}", locks());
+    // CHECK of nothing.
+    block_on(cni.check_network_list(&list, &RuntimeConfig::new("none", "/ns", "eth0"))).unwrap();
+    assert!(locks().is_empty(), "{:?}", locks());
+    // A failed ADD.
+    let failing = env.list(
+        r#"{"cniVersion":"1.0.0","name":"x","plugins":[{"type":"tp","testPlugin":{"ADD":{"error":{"code":7,"msg":"no"}}}}]}"#,
+    );
+    block_on(cni.add_network_list(&failing, &RuntimeConfig::new("f", "/ns", "eth0"))).unwrap_err();
+    assert!(locks().is_empty(), "{:?}", locks());
+    // A successful ADD keeps its lock file until DEL.
+    block_on(cni.add_network_list(&list, &RuntimeConfig::new("ok", "/ns", "eth0"))).unwrap();
+    assert_eq!(locks(), ["x-ok-eth0"]);
+}

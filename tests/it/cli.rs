@@ -92,7 +92,9 @@ fn environment_variables_reach_the_plugin() {
             r#"{"portMappings":[{"hostPort":8080,"containerPort":80}],"other":1}"#,
         )
         .env("CNI_CONTAINERID", "explicit-id")
-        .env("CNI_SOMETHING_ELSE", "stripped"));
+        .env("CNI_NETNS_OVERRIDE", "1")
+        .env("CNI_SOMETHING_ELSE", "passed")
+        .env("PLUGIN_LOG_LEVEL", "debug"));
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let call = &env.calls("p")[0];
     let e = &call["env"];
@@ -101,14 +103,12 @@ fn environment_variables_reach_the_plugin() {
     assert_eq!(e["CNI_CONTAINERID"], "explicit-id");
     // filepath.Abs: joined with the working directory and cleaned.
     assert_eq!(e["CNI_NETNS"], env.root.join("ns").to_str().unwrap());
-    // Only the six CNI variables, none inherited from the runtime.
-    let cni_vars: Vec<&String> = e
-        .as_object()
-        .unwrap()
-        .keys()
-        .filter(|k| k.starts_with("CNI_"))
-        .collect();
-    assert_eq!(cni_vars.len(), 6, "{cni_vars:?}");
+    // The runtime's environment passes through, `CNI_*` included, as in
+    // libcni (the skel library reads CNI_NETNS_OVERRIDE).
+    assert_eq!(e["CNI_NETNS_OVERRIDE"], "1");
+    assert_eq!(e["CNI_SOMETHING_ELSE"], "passed");
+    assert_eq!(e["PLUGIN_LOG_LEVEL"], "debug");
+    assert_eq!(e["CNI_CACHE_DIR"], env.cache.to_str().unwrap());
     assert_eq!(
         stdin_of(call)["runtimeConfig"],
         json!({"portMappings":[{"hostPort":8080,"containerPort":80}]})
@@ -270,4 +270,159 @@ fn two_cnitool_processes_on_one_attachment_take_turns() {
         assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     }
     assert_turns(&marks, 4);
+}
+
+fn net11(env: &TestEnv, name: &str, actions: Value) {
+    env.plugin("p");
+    let text =
+        json!({"cniVersion":"1.1.0","name":name,"plugins":[{"type":"p","testPlugin":actions}]});
+    env.write_config(&format!("10-{name}.conflist"), &text.to_string());
+}
+
+#[test]
+fn gc_collects_everything_by_default_and_keeps_what_valid_names() {
+    let env = TestEnv::new("cli-gc");
+    net11(&env, "g", json!({}));
+    for ns in ["/run/netns/a", "/run/netns/b", "/run/netns/c"] {
+        let out = run(cnitool(&env).args(["add", "g", ns]));
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    }
+    let files = env.cache_files();
+    assert_eq!(files.len(), 3);
+    let cid = |f: &str| {
+        f.strip_prefix("g-")
+            .unwrap()
+            .strip_suffix("-eth0")
+            .unwrap()
+            .to_owned()
+    };
+    let valid_file = env.path("valid.json");
+    std::fs::write(
+        &valid_file,
+        json!([{"containerID": cid(&files[1]), "ifname": "eth0"}]).to_string(),
+    )
+    .unwrap();
+    let out = run(cnitool(&env).args([
+        "gc",
+        "g",
+        "/run/netns/a",
+        "--valid",
+        &format!("{}/eth0", cid(&files[0])),
+        "--valid-file",
+        valid_file.to_str().unwrap(),
+    ]));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(env.cache_files(), files[..2]);
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains(&format!("deleted stale attachment {}/eth0", cid(&files[2]))),
+        "{stderr}"
+    );
+    let gc = env
+        .calls("p")
+        .into_iter()
+        .find(|c| c["command"] == "GC")
+        .unwrap();
+    assert_eq!(
+        stdin_of(&gc)["cni.dev/valid-attachments"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    // The reference's form: everything of the network is collected.
+    let out = run(cnitool(&env).args(["gc", "g", "/run/netns/a"]));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(env.cache_files().is_empty());
+    // A bad --valid is a usage error.
+    let out = run(cnitool(&env).args(["gc", "g", "/ns", "--valid", "nope"]));
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
+fn gc_failures_exit_1_naming_each() {
+    let env = TestEnv::new("cli-gcfail");
+    net11(
+        &env,
+        "g",
+        json!({"GC": {"error": {"code": 11, "msg": "busy"}}}),
+    );
+    let out = run(cnitool(&env).args(["gc", "g", "/ns"]));
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("GC of plugin `p`") && stderr.contains("busy"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn status_exits_0_when_ready_and_1_with_the_plugins_answer() {
+    let env = TestEnv::new("cli-status");
+    net11(&env, "ready", json!({}));
+    let out = run(cnitool(&env).args(["status", "ready", "/ns"]));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    net11(
+        &env,
+        "down",
+        json!({"STATUS": {"error": {"code": 50, "msg": "no IPAM", "details": "pool empty"}}}),
+    );
+    let out = run(cnitool(&env).args(["status", "down", "/ns"]));
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("STATUS plugin `p` in network `down`")
+            && stderr.contains("no IPAM; pool empty"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn skipped_config_files_are_reported_also_on_success() {
+    let env = TestEnv::new("cli-skipped");
+    net(&env, "good", json!({}));
+    env.write_config("00-broken.conflist", "{\n  \"name\": \"x\",\n  oops\n}");
+    env.write_config("01-noname.conflist", r#"{"plugins":[{"type":"p"}]}"#);
+    let out = run(cnitool(&env).args(["add", "good", "/ns"]));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 2, "{stderr}");
+    assert!(
+        lines[0].contains("00-broken.conflist") && lines[0].contains("line 3, column 3"),
+        "{stderr}"
+    );
+    assert!(
+        lines[1].contains("01-noname.conflist") && lines[1].contains("missing `name`"),
+        "{stderr}"
+    );
+    // Not found: every skipped file is named, since the network may be in one.
+    let out = run(cnitool(&env).args(["add", "missing", "/ns"]));
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("00-broken.conflist") && stderr.contains("01-noname.conflist"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("no network configuration named \"missing\""),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn del_with_an_unusable_cache_warns_and_succeeds() {
+    let env = TestEnv::new("cli-delwarn");
+    net(&env, "w", json!({}));
+    let elsewhere = env.path("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    std::fs::create_dir_all(&env.cache).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, env.cache.join("results")).unwrap();
+    let out = run(cnitool(&env).args(["del", "w", "/ns"]));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("WARN") && stderr.contains("symlink"),
+        "{stderr}"
+    );
 }

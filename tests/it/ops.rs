@@ -835,14 +835,14 @@ fn cached_config_and_attachments_report_what_add_recorded() {
         json!([])
     );
     assert!(cni.cached_config(&list, &rt("nope")).unwrap().is_none());
-    let all = cni.cached_attachments("").unwrap();
+    let all = cni.cached_attachments(None).unwrap();
     let ids: Vec<_> = all
         .iter()
         .map(|a| (a.container_id.as_str(), a.ifname.as_str()))
         .collect();
     assert_eq!(ids, [("c1", "eth0"), ("c2", "net1")]);
     assert_eq!(all[0].netns, "/var/run/netns/one");
-    let c2 = cni.cached_attachments("c2").unwrap();
+    let c2 = cni.cached_attachments(Some("c2")).unwrap();
     assert_eq!(c2.len(), 1);
     assert_eq!(c2[0].network, "cfg");
 }
@@ -1031,5 +1031,51 @@ fn check_plan_follows_the_check_rules() {
             .unwrap()
             .invocations()
             .is_empty()
+    );
+}
+
+#[test]
+fn plugin_env_is_the_callers_and_can_be_shaped_per_cni_and_per_call() {
+    use libcni::PluginEnv;
+    // The process environment is not changed here (other tests run
+    // concurrently); the cli tests show `CNI_*` variables passing through.
+    let env = TestEnv::new("plugin-env");
+    let list = conflist(&env, "envnet", "1.0.0", &[("a", json!({}))]);
+    let get = |i: usize, k: &str| env.calls("a")[i]["env"].get(k).cloned();
+    let path = std::env::var("PATH").unwrap();
+    // Per Cni: set a variable and a secret; the CNI variables still win.
+    let cni = env.cni().plugin_env(
+        PluginEnv::inherit()
+            .set("SECRET", "s3cret")
+            .set("LOG_LEVEL", "debug")
+            .set("CNI_IFNAME", "hijack"),
+    );
+    block_on(cni.add_network_list(&list, &rt("c1"))).unwrap();
+    assert_eq!(get(0, "PATH"), Some(json!(path)));
+    assert_eq!(get(0, "SECRET"), Some(json!("s3cret")));
+    assert_eq!(get(0, "LOG_LEVEL"), Some(json!("debug")));
+    assert_eq!(get(0, "CNI_IFNAME"), Some(json!("eth0")));
+    // Per call, on top: remove the secret.
+    let call = rt("c1").plugin_env(PluginEnv::inherit().remove("SECRET"));
+    block_on(cni.del_network_list(&list, &call)).unwrap();
+    assert_eq!(get(1, "SECRET"), None);
+    assert_eq!(get(1, "PATH"), Some(json!(path)));
+    // Per call: start empty (the Cni's variables go too).
+    let call = rt("c2").plugin_env(PluginEnv::empty().set("ONLY", "this"));
+    block_on(cni.add_network_list(&list, &call)).unwrap();
+    let e = env.calls("a")[2]["env"].as_object().unwrap().clone();
+    let mut keys: Vec<&str> = e.keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        [
+            "CNI_ARGS",
+            "CNI_COMMAND",
+            "CNI_CONTAINERID",
+            "CNI_IFNAME",
+            "CNI_NETNS",
+            "CNI_PATH",
+            "ONLY"
+        ]
     );
 }

@@ -1,0 +1,608 @@
+//! The result cache, on disk exactly as libcni lays it out:
+//! `<cache dir>/results/<network>-<container id>-<ifname>`, directories
+//! `0700`, files `0600`, JSON `{"kind":"cniCacheV1",...}`.
+//!
+//! Unlike libcni, every write is atomic and durable (temp file, fsync,
+//! rename, fsync of the directory), names that would escape the directory
+//! are refused on every operation, and no symlink under the cache directory
+//! is followed (`dir.rs`, the file-system layer, works on directory fds).
+
+mod dir;
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
+
+use crate::error::{AttachmentField, Error, ErrorKind};
+use crate::json::{get_ci, to_go_json};
+use crate::plan::RuntimeConfig;
+use crate::result::CniResult;
+
+pub(crate) use self::dir::{CacheDir, OpenCache, RESULTS, sweep_locks};
+use self::dir::{FileLock, LOCKS, TryLock, try_lock};
+
+/// The default cache directory.
+pub const DEFAULT_CACHE_DIR: &str = "/var/lib/cni";
+
+const KIND: &str = "cniCacheV1";
+
+/// What the cache recorded for an attachment at ADD time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CachedConfig {
+    config: Vec<u8>,
+    runtime: RuntimeConfig,
+}
+
+impl CachedConfig {
+    /// The network configuration bytes that were used (base64-decoded).
+    pub fn config(&self) -> &[u8] {
+        &self.config
+    }
+
+    /// The runtime config given, with the cached `CNI_ARGS` (when any were
+    /// cached) and capability arguments (always) in place, as libcni's
+    /// `GetNetworkListCachedConfig` returns it.
+    pub fn runtime_config(&self) -> &RuntimeConfig {
+        &self.runtime
+    }
+}
+
+/// An attachment recorded in the cache (libcni 1.3's `NetworkAttachment`).
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct Attachment {
+    /// The container ID.
+    pub container_id: String,
+    /// The network name.
+    pub network: String,
+    /// The interface name.
+    pub ifname: String,
+    /// The network configuration bytes used at ADD.
+    pub config: Vec<u8>,
+    /// The network namespace path (empty if not recorded).
+    pub netns: String,
+    /// The `CNI_ARGS` pairs.
+    pub cni_args: Vec<(String, String)>,
+    /// The capability arguments.
+    pub capability_args: Map<String, Value>,
+}
+
+/// A decoded `cniCacheV1` file.
+#[derive(Debug, Default)]
+pub(crate) struct Entry {
+    pub(crate) container_id: String,
+    pub(crate) config: Option<Vec<u8>>,
+    pub(crate) ifname: String,
+    pub(crate) network: String,
+    pub(crate) netns: String,
+    pub(crate) cni_args: Option<Vec<(String, String)>>,
+    pub(crate) capability_args: Option<Map<String, Value>>,
+    pub(crate) result: Option<Value>,
+}
+
+#[derive(Serialize)]
+struct EntryOut<'a> {
+    kind: &'static str,
+    #[serde(rename = "containerId")]
+    container_id: &'a str,
+    config: String,
+    #[serde(rename = "ifName")]
+    ifname: &'a str,
+    #[serde(rename = "networkName")]
+    network: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    netns: &'a str,
+    #[serde(rename = "cniArgs", skip_serializing_if = "<[_]>::is_empty")]
+    cni_args: Vec<[&'a str; 2]>,
+    #[serde(rename = "capabilityArgs", skip_serializing_if = "Map::is_empty")]
+    capability_args: &'a Map<String, Value>,
+    result: &'a RawValue,
+}
+
+/// The name of an attachment's cache entry, `<network>-<container id>-<ifname>`,
+/// refusing parts that are empty or would escape the results directory.
+pub(crate) fn entry_name(network: &str, rt: &RuntimeConfig) -> Result<String, Error> {
+    check_component(AttachmentField::NetworkName, network)?;
+    check_component(AttachmentField::ContainerId, rt.container_id())?;
+    check_component(AttachmentField::IfName, rt.ifname())?;
+    Ok(format!("{network}-{}-{}", rt.container_id(), rt.ifname()))
+}
+
+fn check_component(field: AttachmentField, value: &str) -> Result<(), Error> {
+    let reason = if value.is_empty() {
+        "must not be empty"
+    } else if value.contains('/') {
+        "contains `/`, which would escape the cache directory"
+    } else if value.contains('\0') {
+        "contains a NUL byte"
+    } else {
+        return Ok(());
+    };
+    Err(Error::new(ErrorKind::InvalidAttachment {
+        field,
+        value: value.to_owned(),
+        reason,
+    }))
+}
+
+/// Runs blocking file-system work off the async reactor.
+pub(crate) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(v) => v,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}
+
+/// Encodes a cache entry: libcni's `cniCacheV1` bytes.
+pub(crate) fn encode(
+    network: &str,
+    rt: &RuntimeConfig,
+    config: &[u8],
+    result: &CniResult,
+) -> Vec<u8> {
+    let result_json = result.to_json_sorted();
+    let result_raw: Box<RawValue> =
+        serde_json::from_slice(&result_json).expect("results serialise to valid JSON");
+    let entry = EntryOut {
+        kind: KIND,
+        container_id: rt.container_id(),
+        config: base64_encode(config),
+        ifname: rt.ifname(),
+        network,
+        netns: rt.netns(),
+        cni_args: rt
+            .cni_args()
+            .iter()
+            .map(|(k, v)| [k.as_str(), v.as_str()])
+            .collect(),
+        capability_args: rt.capability_arguments(),
+        result: &result_raw,
+    };
+    to_go_json(&entry)
+}
+
+/// What an operation does to the cache entry when it ends.
+pub(crate) enum Finish {
+    /// Writes this entry (a successful ADD).
+    Write(Vec<u8>),
+    /// Removes the entry (a successful DEL).
+    Remove,
+    /// Leaves the entry as it is (CHECK, or a failed operation).
+    Keep,
+}
+
+/// One attachment's place in the cache, opened and locked for the length of
+/// an operation: operations on the same attachment wait for each other, in
+/// this process (an async mutex) and across processes (an `flock` on
+/// `locks/<entry name>`).
+///
+/// The cross-process lock is best effort: if `locks/` cannot be used (a
+/// read-only cache directory, a symlink), the operation goes on with the
+/// in-process lock, so a DEL is never blocked by it. A `results/` that
+/// cannot be used (a symlink, not a directory) is kept as a problem that
+/// each operation weighs: ADD and CHECK fail on it, DEL goes on without a
+/// cached result and removes nothing.
+pub(crate) struct Slot {
+    state: SlotState,
+    _local: tokio::sync::OwnedMutexGuard<()>,
+}
+
+#[derive(Default)]
+struct SlotState {
+    dir: Option<CacheDir>,
+    name: String,
+    cache: Option<OpenCache>,
+    results: Option<OwnedFd>,
+    problem: Option<Error>,
+    locks: Option<OwnedFd>,
+    lock: Option<FileLock>,
+    /// Whether waiting for the file lock is over (held, or given up on).
+    locked: bool,
+    want_read: bool,
+    read: Option<Result<Option<Vec<u8>>, Error>>,
+}
+
+impl SlotState {
+    /// One blocking step: open what is not open yet, try the file lock
+    /// once, and read the entry once the lock is held.
+    fn step(&mut self) {
+        if self.cache.is_none() && self.problem.is_none() {
+            let dir = self.dir.as_ref().expect("set at open");
+            match dir.open(true) {
+                Ok(c) => {
+                    let cache = c.expect("created when missing");
+                    match cache.subdir(RESULTS, true) {
+                        Ok(r) => self.results = r,
+                        Err(e) => self.problem = Some(e),
+                    }
+                    match cache.locks_dir() {
+                        Ok(l) => self.locks = Some(l),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "cannot use the cross-process attachment lock; going on with the in-process lock");
+                            self.locked = true;
+                        }
+                    }
+                    self.cache = Some(cache);
+                }
+                Err(e) => {
+                    self.problem = Some(e);
+                    self.locked = true;
+                }
+            }
+        }
+        if !self.locked {
+            let locks = self.locks.as_ref().expect("opened above");
+            match try_lock(locks, &self.name) {
+                Ok(TryLock::Locked(l)) => {
+                    self.lock = Some(l);
+                    self.locked = true;
+                }
+                Ok(TryLock::Busy) => return,
+                Err(e) => {
+                    let path = self.cache.as_ref().map(|c| c.file_path(LOCKS, &self.name));
+                    tracing::warn!(path = ?path, error = %e, "cannot take the cross-process attachment lock; going on with the in-process lock");
+                    self.locked = true;
+                }
+            }
+        }
+        if self.want_read && self.read.is_none() {
+            self.read = Some(match (&self.cache, &self.results) {
+                (Some(c), Some(r)) => c.read(r.as_fd(), &self.name),
+                _ => Err(self.problem.take().unwrap_or_else(|| {
+                    Error::new(ErrorKind::Cache {
+                        reason: "the cache directory cannot be used".into(),
+                    })
+                })),
+            });
+        }
+    }
+
+    fn finish(mut self, finish: Finish) -> Result<(), Error> {
+        let (Some(cache), Some(results)) = (&self.cache, &self.results) else {
+            return match (finish, self.problem.take()) {
+                (Finish::Write(_), Some(p)) => Err(p),
+                _ => Ok(()),
+            };
+        };
+        let res = match finish {
+            Finish::Write(bytes) => cache.write(results.as_fd(), &self.name, &bytes),
+            Finish::Remove => cache.remove(results.as_fd(), &self.name),
+            Finish::Keep => Ok(()),
+        };
+        if let Some(lock) = self.lock.take() {
+            if !OpenCache::exists(results.as_fd(), &self.name) {
+                lock.remove();
+            }
+        }
+        res
+    }
+}
+
+impl Slot {
+    /// Opens the cache for entry `name` and waits for its locks; with
+    /// `read`, then reads the entry (see [`Slot::take_read`]).
+    pub(crate) async fn open(dir: &CacheDir, name: String, read: bool) -> Slot {
+        let local = local_lock(dir.path().join(RESULTS).join(&name)).await;
+        let mut state = SlotState {
+            dir: Some(dir.clone()),
+            name,
+            want_read: read,
+            ..SlotState::default()
+        };
+        let mut delay = Duration::from_millis(1);
+        loop {
+            state = blocking(move || {
+                state.step();
+                state
+            })
+            .await;
+            if state.locked {
+                break;
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_millis(20));
+        }
+        Slot {
+            state,
+            _local: local,
+        }
+    }
+
+    /// The problem that makes `results/` unusable, if any (taken).
+    pub(crate) fn take_problem(&mut self) -> Option<Error> {
+        self.state.problem.take()
+    }
+
+    /// The entry's bytes read at open (`Ok(None)`: there is none).
+    pub(crate) fn take_read(&mut self) -> Result<Option<Vec<u8>>, Error> {
+        self.state.read.take().unwrap_or(Ok(None))
+    }
+
+    /// Writes, removes or keeps the entry, then releases the locks; the
+    /// lock file is removed when no entry is left behind.
+    pub(crate) async fn finish(self, finish: Finish) -> Result<(), Error> {
+        let Slot { state, _local } = self;
+        blocking(move || state.finish(finish)).await
+    }
+}
+
+type LockTable =
+    std::sync::Mutex<std::collections::HashMap<PathBuf, std::sync::Weak<tokio::sync::Mutex<()>>>>;
+
+async fn local_lock(key: PathBuf) -> tokio::sync::OwnedMutexGuard<()> {
+    static LOCKS: std::sync::LazyLock<LockTable> = std::sync::LazyLock::new(Default::default);
+    let lock = {
+        let mut map = LOCKS.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(l) = map.get(&key).and_then(std::sync::Weak::upgrade) {
+            l
+        } else {
+            if map.len() > 1024 {
+                map.retain(|_, w| w.strong_count() > 0);
+            }
+            let l = Arc::new(tokio::sync::Mutex::new(()));
+            map.insert(key, Arc::downgrade(&l));
+            l
+        }
+    };
+    lock.lock_owned().await
+}
+
+/// The cached attachments (of `container_id` if given), in file-name order,
+/// as libcni 1.3's `GetCachedAttachments`, plus an error for each file
+/// skipped (not a `cniCacheV1` entry, no interface or network name, a
+/// symlink, unreadable). Blocking.
+pub(crate) fn attachments(
+    dir: &CacheDir,
+    container_id: Option<&str>,
+) -> Result<(Vec<Attachment>, Vec<Error>), Error> {
+    let Some(cache) = dir.open(false)? else {
+        return Ok((Vec::new(), Vec::new()));
+    };
+    let Some(results) = cache.subdir(RESULTS, false)? else {
+        return Ok((Vec::new(), Vec::new()));
+    };
+    let part = container_id.map(|c| format!("-{c}-"));
+    let mut out = Vec::new();
+    let mut skipped = Vec::new();
+    for name in cache.list(results.as_fd(), RESULTS)? {
+        if let Some(part) = &part {
+            match name.find(part.as_str()) {
+                Some(pos) if pos > 0 && pos + part.len() < name.len() => {}
+                _ => continue,
+            }
+        }
+        let path = || cache.file_path(RESULTS, &name);
+        let bytes = match cache.read(results.as_fd(), &name) {
+            Ok(Some(b)) => b,
+            Ok(None) => continue, // removed meanwhile
+            Err(e) => {
+                skipped.push(e);
+                continue;
+            }
+        };
+        let e = match decode(&bytes) {
+            Ok(e) => e,
+            Err(reason) => {
+                skipped.push(Error::new(ErrorKind::Cache { reason }).at_path(path()));
+                continue;
+            }
+        };
+        if container_id.is_some_and(|c| e.container_id != c) {
+            continue;
+        }
+        if e.ifname.is_empty() || e.network.is_empty() {
+            skipped.push(
+                Error::new(ErrorKind::Cache {
+                    reason: "the entry has no interface or network name".into(),
+                })
+                .at_path(path()),
+            );
+            continue;
+        }
+        out.push(Attachment {
+            container_id: e.container_id,
+            network: e.network,
+            ifname: e.ifname,
+            config: e.config.unwrap_or_default(),
+            netns: e.netns,
+            cni_args: e.cni_args.unwrap_or_default(),
+            capability_args: e.capability_args.unwrap_or_default(),
+        });
+    }
+    Ok((out, skipped))
+}
+/// Decodes a cache file as a `cniCacheV1` entry with Go's rules; `Err` when
+/// it is not valid JSON, has a field of the wrong type, or has another kind.
+pub(crate) fn decode(bytes: &[u8]) -> Result<Entry, String> {
+    let v: Value = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+    let obj = match &v {
+        Value::Object(m) => m,
+        Value::Null => return Err("wrong kind: \"\"".into()),
+        _ => return Err("not a JSON object".into()),
+    };
+    let string = |k: &str| -> Result<String, String> {
+        match get_ci(obj, k) {
+            None | Some(Value::Null) => Ok(String::new()),
+            Some(Value::String(s)) => Ok(s.clone()),
+            Some(_) => Err(format!("`{k}` is not a string")),
+        }
+    };
+    let kind = string("kind")?;
+    let mut e = Entry {
+        container_id: string("containerId")?,
+        ifname: string("ifName")?,
+        network: string("networkName")?,
+        netns: string("netns")?,
+        ..Entry::default()
+    };
+    e.config = match get_ci(obj, "config") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(base64_decode(s).ok_or("`config` is not base64")?),
+        Some(_) => return Err("`config` is not a string".into()),
+    };
+    e.cni_args = match get_ci(obj, "cniArgs") {
+        None | Some(Value::Null) => None,
+        Some(Value::Array(a)) => Some(
+            a.iter()
+                .map(|p| match p.as_array().map(Vec::as_slice) {
+                    Some([Value::String(k), Value::String(v)]) => Ok((k.clone(), v.clone())),
+                    _ => Err("`cniArgs` holds something other than a [key, value] pair".to_owned()),
+                })
+                .collect::<Result<_, _>>()?,
+        ),
+        Some(_) => return Err("`cniArgs` is not an array".into()),
+    };
+    e.capability_args = match get_ci(obj, "capabilityArgs") {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(m)) => Some(m.clone()),
+        Some(_) => return Err("`capabilityArgs` is not an object".into()),
+    };
+    e.result = match get_ci(obj, "result") {
+        None | Some(Value::Null) => None,
+        Some(v @ Value::Object(_)) => Some(v.clone()),
+        Some(_) => return Err("`result` is not an object".into()),
+    };
+    if kind != KIND {
+        return Err(format!("wrong kind: {kind:?}"));
+    }
+    Ok(e)
+}
+
+/// The cached result in a cache file's bytes, as libcni's `getCachedResult`
+/// reads it: a `cniCacheV1` entry's `result` (an empty one if absent), or,
+/// for anything else, the whole file as a bare (legacy) result.
+pub(crate) fn cached_result(bytes: &[u8]) -> Result<CniResult, Error> {
+    match decode(bytes) {
+        Ok(entry) => {
+            let json = entry
+                .result
+                .map_or_else(|| b"{}".to_vec(), |v| to_go_json(&v));
+            CniResult::from_json(&json)
+        }
+        Err(_) => CniResult::from_json(bytes),
+    }
+}
+
+/// libcni's `GetNetworkListCachedConfig`.
+pub(crate) fn cached_config(bytes: &[u8], rt: &RuntimeConfig) -> Result<CachedConfig, Error> {
+    let entry = decode(bytes).map_err(|reason| Error::new(ErrorKind::Cache { reason }))?;
+    let mut runtime = rt.clone();
+    if let Some(args) = entry.cni_args {
+        runtime = runtime.args(args);
+    }
+    runtime = runtime.capability_args(entry.capability_args.unwrap_or_default());
+    Ok(CachedConfig {
+        config: entry.config.unwrap_or_default(),
+        runtime,
+    })
+}
+
+const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+/// Standard base64 with padding (Go's `[]byte` JSON encoding).
+pub(crate) fn base64_encode(data: &[u8]) -> String {
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for chunk in data.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(B64[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// Decodes standard base64 with padding, as Go's `encoding/json` does for
+/// `[]byte` (newlines are ignored).
+pub(crate) fn base64_decode(s: &str) -> Option<Vec<u8>> {
+    let clean: Vec<u8> = s.bytes().filter(|b| *b != b'\r' && *b != b'\n').collect();
+    if clean.len() % 4 != 0 {
+        return None;
+    }
+    let mut out = Vec::with_capacity(clean.len() / 4 * 3);
+    for (ci, chunk) in clean.chunks(4).enumerate() {
+        let last = ci == clean.len() / 4 - 1;
+        let mut n = 0u32;
+        let mut pad = 0;
+        for (i, &c) in chunk.iter().enumerate() {
+            let v = match c {
+                b'A'..=b'Z' => c - b'A',
+                b'a'..=b'z' => c - b'a' + 26,
+                b'0'..=b'9' => c - b'0' + 52,
+                b'+' => 62,
+                b'/' => 63,
+                b'=' if last && i >= 2 => {
+                    pad += 1;
+                    0
+                }
+                _ => return None,
+            };
+            if pad > 0 && c != b'=' {
+                return None;
+            }
+            n = (n << 6) | u32::from(v);
+        }
+        let bytes = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
+        out.extend_from_slice(&bytes[..3 - pad]);
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_round_trips() {
+        for (raw, enc) in [
+            (&b""[..], ""),
+            (b"f", "Zg=="),
+            (b"fo", "Zm8="),
+            (b"foo", "Zm9v"),
+            (b"foob", "Zm9vYg=="),
+            (b"\xff\xfe\x00", "//4A"),
+        ] {
+            assert_eq!(base64_encode(raw), enc);
+            assert_eq!(base64_decode(enc).unwrap(), raw);
+        }
+        for bad in ["Zg=", "Z===", "Zm9v!", "Zg==Zg=="] {
+            assert!(base64_decode(bad).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn entry_decoding_follows_go() {
+        let e = decode(br#"{"kind":"cniCacheV1","containerId":"c","config":"e30=","ifName":"eth0","networkName":"n","cniArgs":[["K","V"]],"result":{"cniVersion":"1.0.0"}}"#).unwrap();
+        assert_eq!(e.config.as_deref(), Some(&b"{}"[..]));
+        assert_eq!(e.cni_args.unwrap(), [("K".to_owned(), "V".to_owned())]);
+        assert!(decode(br#"{"kind":"other"}"#).is_err());
+        assert!(decode(b"").is_err());
+        assert!(decode(br#"{"kind":"cniCacheV1","config":"!"}"#).is_err());
+    }
+
+    #[test]
+    fn cached_result_falls_back_to_legacy_and_empty() {
+        let r = cached_result(
+            br#"{"cniVersion":"0.4.0","ips":[{"version":"4","address":"10.0.0.2/24"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(r.version().as_str(), "0.4.0");
+        let r = cached_result(br#"{"kind":"cniCacheV1","containerId":"c"}"#).unwrap();
+        assert_eq!(r.version().as_str(), "0.1.0");
+        assert!(cached_result(b"").is_err());
+        assert!(cached_result(b"garbage").is_err());
+    }
+}
