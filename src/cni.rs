@@ -1,6 +1,7 @@
 //! Operations on networks: ADD, CHECK, DEL, VERSION, validation, and cache
 //! lookups.
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -198,6 +199,15 @@ fn truncate(bytes: &[u8]) -> String {
     format!("{}... ({} bytes)", &s[..end], bytes.len())
 }
 
+/// The plugin's whole environment: the runtime's, less the CNI variables
+/// `cni` sets, then those.
+fn full_env(cni: &[(String, String)]) -> Vec<(OsString, OsString)> {
+    std::env::vars_os()
+        .filter(|(k, _)| !cni.iter().any(|(name, _)| k == name.as_str()))
+        .chain(cni.iter().map(|(k, v)| (k.into(), v.into())))
+        .collect()
+}
+
 /// The error for a plugin that exited unsuccessfully.
 fn plugin_failure(out: &ExecOutput) -> Error {
     let stderr = truncate(&out.stderr);
@@ -262,10 +272,11 @@ impl<E: PluginExec> Cni<E> {
             status = tracing::field::Empty,
         );
         let started = Instant::now();
+        let env = full_env(inv.env());
         let req = ExecRequest {
             path: inv.path(),
             op: inv.op(),
-            env: inv.env(),
+            env: &env,
             stdin,
             timeout: self.timeout,
             kill_grace: self.kill_grace,
@@ -646,10 +657,11 @@ impl<E: PluginExec> Cni<E> {
             .find(plugin_type, &self.plugin_dirs)
             .map_err(ctx)?;
         let inv = plan::version_invocation(plugin_type, path);
+        let env = full_env(inv.env());
         let req = ExecRequest {
             path: inv.path(),
             op: Op::Version,
-            env: inv.env(),
+            env: &env,
             stdin: &inv.stdin(),
             timeout: self.timeout,
             kill_grace: self.kill_grace,

@@ -6,6 +6,7 @@
 
 mod process;
 
+use std::ffi::OsString;
 use std::fmt;
 use std::future::Future;
 use std::os::unix::fs::PermissionsExt;
@@ -26,13 +27,20 @@ pub struct ExecRequest<'a> {
     pub path: &'a Path,
     /// The operation (also in `env` as `CNI_COMMAND`).
     pub op: Op,
-    /// The CNI variables to set.
-    pub env: &'a [(String, String)],
+    /// The complete environment of the plugin, in order; of two entries with
+    /// the same name, the later wins. Nothing else is inherited: as libcni
+    /// does, the caller passes the runtime's environment with the six CNI
+    /// variables (`CNI_COMMAND`, `CNI_CONTAINERID`, `CNI_NETNS`,
+    /// `CNI_IFNAME`, `CNI_ARGS`, `CNI_PATH`) set over it.
+    pub env: &'a [(OsString, OsString)],
     /// The bytes to write to the plugin's stdin.
     pub stdin: &'a [u8],
-    /// How long the plugin may run before its process group is terminated.
+    /// How long the plugin may run before its process group is terminated
+    /// (a duration too large to represent, such as [`Duration::MAX`], means
+    /// no limit).
     pub timeout: Duration,
-    /// After `SIGTERM` on timeout, how long before `SIGKILL`.
+    /// After `SIGTERM` on timeout, how long the plugin has to exit before its
+    /// process group gets `SIGKILL` (likewise unlimited if too large).
     pub kill_grace: Duration,
 }
 
@@ -41,7 +49,7 @@ impl<'a> ExecRequest<'a> {
     pub fn new(
         path: &'a Path,
         op: Op,
-        env: &'a [(String, String)],
+        env: &'a [(OsString, OsString)],
         stdin: &'a [u8],
         timeout: Duration,
         kill_grace: Duration,
