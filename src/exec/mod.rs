@@ -34,9 +34,12 @@ pub struct ExecRequest<'a> {
     pub env: &'a [(OsString, OsString)],
     /// The bytes to write to the plugin's stdin.
     pub stdin: &'a [u8],
-    /// How long the plugin may run before its process group is terminated.
+    /// How long the plugin may run before its process group is terminated
+    /// (a duration too large to represent, such as [`Duration::MAX`], means
+    /// no limit).
     pub timeout: Duration,
-    /// After `SIGTERM` on timeout, how long before `SIGKILL`.
+    /// After `SIGTERM` on timeout, how long the plugin has to exit before its
+    /// process group gets `SIGKILL` (likewise unlimited if too large).
     pub kill_grace: Duration,
 }
 

@@ -1,11 +1,17 @@
 //! Plugins as child processes, each in its own process group.
 
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::process::CommandExt;
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::process::Child;
+use rustix::io::Errno;
+use rustix::process::{Pid, PidfdFlags, Signal, WaitId, WaitIdOptions, WaitIdStatus};
+use tokio::io::unix::AsyncFd;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
+use tokio::process::{ChildStderr, ChildStdin, ChildStdout};
+use tokio::time::Instant;
 
 use super::{ExecOutput, ExecRequest, ExitStatus, PluginExec};
 use crate::error::{Error, ErrorKind};
@@ -21,20 +27,32 @@ const ETXTBSY_FIRST_DELAY: Duration = Duration::from_millis(25);
 
 /// Runs plugins as child processes.
 ///
-/// Each plugin runs in a new process group with the runtime's environment
-/// less any `CNI_*` variable, plus the invocation's CNI variables. Its stdin
+/// Each plugin runs in a new process group with exactly the environment of
+/// [`ExecRequest::env`] (nothing is inherited from the runtime). Its stdin
 /// is written while stdout and stderr are read, so no pipe can fill up.
 ///
-/// - **Timeout**: the group gets `SIGTERM`; members still running after the
-///   grace period get `SIGKILL`; the plugin is reaped before the call returns.
+/// - **Timeout**: the group gets `SIGTERM`. As soon as the plugin has
+///   exited, or when the grace period ends if it has not, the group gets
+///   `SIGKILL`; then the plugin is reaped, before the call returns. So a
+///   process the plugin forked into its group gets the grace period only
+///   while the plugin itself is still terminating.
 /// - **Cancellation**: dropping the future sends `SIGKILL` to the group at
 ///   once, so neither the plugin nor anything it forked (in its group) keeps
-///   running.
+///   running; the plugin is reaped in the background (on a tokio task, or on
+///   a thread outside a runtime).
 /// - **Leftover processes**: once the plugin has exited, its pipes are read
 ///   for at most 100 ms more; a daemon it started that keeps them open does
 ///   not block the call (libcni waits for it forever).
 /// - **"text file busy"**: the spawn is retried with backoff (about 6 s in
 ///   all), like libcni's retry loop but with a fresh process each time.
+///
+/// The process group id is the plugin's pid. It is signalled only while the
+/// plugin is not yet reaped: an exited but unreaped plugin (a zombie) still
+/// belongs to the group, so the id cannot have been reused by an unrelated
+/// group. The plugin is also signalled through a pidfd, in case it left its
+/// group. This needs Linux 5.4 or later (`pidfd_open` and `waitid(P_PIDFD)`).
+/// A timeout or grace period too large to represent (such as
+/// [`Duration::MAX`]) means no limit.
 #[derive(Debug, Clone, Default)]
 pub struct ProcessExec {
     _private: (),
@@ -47,70 +65,214 @@ impl ProcessExec {
     }
 }
 
-/// Kills the process group when dropped, unless disarmed.
+/// The plugin process, leader of its own process group (its pid is the
+/// group id), held through a pidfd.
+///
+/// Invariant: the group is signalled only while the leader is unreaped, and
+/// the leader is reaped (only here) after the last signal. Dropped before
+/// the leader is reaped, it kills the group (unless disarmed) and reaps the
+/// leader without blocking: at once if it has exited, else on a tokio task
+/// or a thread.
 struct GroupGuard {
-    pgid: Option<i32>,
+    pid: Pid,
+    /// `None` only once `Drop` has handed the reaping off.
+    pidfd: Option<AsyncFd<OwnedFd>>,
+    /// Whether `Drop` sends `SIGKILL` (cleared once the plugin exited on its
+    /// own: what it left running is then its own business).
+    kill_on_drop: bool,
+    reaped: bool,
 }
 
 impl GroupGuard {
-    fn signal(&self, sig: i32) {
-        if let Some(pgid) = self.pgid {
-            // SAFETY: kill(2) with a negative pid signals a process group; no
-            // memory is involved.
-            unsafe {
-                libc::kill(-pgid, sig);
+    /// Takes charge of `child`, which nothing has waited for.
+    fn new(child: &std::process::Child) -> io::Result<GroupGuard> {
+        let pid = Pid::from_child(child);
+        // Not reaped yet, so `pid` is still this child.
+        let fd = rustix::process::pidfd_open(pid, PidfdFlags::empty())?;
+        // Sound here: the `OwnedFd` stays open, and is the same descriptor,
+        // for as long as the `AsyncFd` owns it. (Its replacement,
+        // `register_with_interest`, needs tokio 1.53.3; Cargo.toml asks for 1.)
+        #[allow(deprecated)]
+        let fd = AsyncFd::with_interest(fd, Interest::READABLE)?;
+        Ok(GroupGuard {
+            pid,
+            pidfd: Some(fd),
+            kill_on_drop: true,
+            reaped: false,
+        })
+    }
+
+    fn pidfd(&self) -> &AsyncFd<OwnedFd> {
+        self.pidfd
+            .as_ref()
+            .expect("the pidfd is only taken in drop")
+    }
+
+    /// Waits until the leader has exited and returns how, leaving it
+    /// unreaped (a zombie that keeps the group id reserved).
+    async fn exited(&self) -> io::Result<ExitStatus> {
+        let fd = self.pidfd();
+        loop {
+            let mut ready = fd.readable().await?;
+            let opts = WaitIdOptions::EXITED | WaitIdOptions::NOWAIT | WaitIdOptions::NOHANG;
+            match waitid(fd.get_ref().as_fd(), opts)? {
+                Some(st) => return Ok(exit_status(st)),
+                None => ready.clear_ready(),
             }
         }
+    }
+
+    /// Sends `sig` to the group, and to the leader through its pidfd
+    /// (`SIGKILL` always, another signal only if the leader left the group).
+    fn signal(&self, sig: Signal) {
+        if self.reaped {
+            return;
+        }
+        // The leader is unreaped: the group id is still its own.
+        let _ = rustix::process::kill_process_group(self.pid, sig);
+        let Some(fd) = &self.pidfd else { return };
+        let left = rustix::process::getpgid(Some(self.pid)).is_ok_and(|g| g != self.pid);
+        if sig == Signal::KILL || left {
+            let _ = rustix::process::pidfd_send_signal(fd.get_ref(), sig);
+        }
+    }
+
+    /// Reaps the leader if it has exited; returns whether it is reaped. The
+    /// group is never signalled afterwards.
+    fn try_reap(&mut self) -> bool {
+        if !self.reaped {
+            self.reaped = self
+                .pidfd
+                .as_ref()
+                .is_none_or(|fd| reap_now(fd.get_ref().as_fd()));
+        }
+        self.reaped
+    }
+
+    /// Waits for the leader to exit and reaps it (after the last signal).
+    async fn reap(&mut self) -> io::Result<()> {
+        let fd = self.pidfd();
+        loop {
+            let mut ready = fd.readable().await?;
+            if reap_now(fd.get_ref().as_fd()) {
+                break;
+            }
+            ready.clear_ready();
+        }
+        self.reaped = true;
+        Ok(())
     }
 }
 
 impl Drop for GroupGuard {
     fn drop(&mut self) {
-        self.signal(libc::SIGKILL);
+        if self.reaped {
+            return;
+        }
+        if self.kill_on_drop {
+            self.signal(Signal::KILL);
+        }
+        // From here on the group is never signalled again.
+        if let Some(fd) = self.pidfd.take() {
+            if !reap_now(fd.get_ref().as_fd()) {
+                reap_later(fd);
+            }
+        }
     }
 }
 
-/// Whether any process of group `pgid` is still running (not a zombie).
-fn group_running(pgid: i32) -> bool {
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return false;
-    };
-    for entry in dir.flatten() {
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
-        if !name.bytes().all(|b| b.is_ascii_digit()) {
-            continue;
-        }
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-            continue;
-        };
-        // pid (comm) state ppid pgrp ...; comm may contain spaces and parens.
-        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
-            continue;
-        };
-        let mut fields = rest.split_whitespace();
-        let state = fields.next().unwrap_or("Z");
-        let _ppid = fields.next();
-        let pgrp: i32 = fields.next().and_then(|p| p.parse().ok()).unwrap_or(0);
-        if pgrp == pgid && state != "Z" && state != "X" {
-            return true;
+fn waitid(pidfd: BorrowedFd<'_>, opts: WaitIdOptions) -> io::Result<Option<WaitIdStatus>> {
+    loop {
+        match rustix::process::waitid(WaitId::PidFd(pidfd), opts) {
+            Err(Errno::INTR) => continue,
+            r => return r.map_err(io::Error::from),
         }
     }
-    false
 }
 
-async fn spawn(req: &ExecRequest<'_>) -> std::io::Result<Child> {
+/// Reaps the process of `pidfd` if it has exited, without blocking. Returns
+/// whether it is gone: reaped now, or not (or no longer) our child.
+fn reap_now(pidfd: BorrowedFd<'_>) -> bool {
+    !matches!(
+        waitid(pidfd, WaitIdOptions::EXITED | WaitIdOptions::NOHANG),
+        Ok(None)
+    )
+}
+
+/// Reaps the process of `pidfd` once it exits, without blocking the caller:
+/// on a tokio task if there is a runtime, else on a thread.
+fn reap_later(pidfd: AsyncFd<OwnedFd>) {
+    let late = LateReap(Some(pidfd));
+    if let Ok(rt) = tokio::runtime::Handle::try_current() {
+        rt.spawn(late.run());
+    }
+    // Else `late` is dropped here, which hands it to a thread.
+}
+
+/// A process still to reap. Dropped before it is reaped (its task cancelled
+/// by a runtime shutting down, or no runtime), it is reaped on a thread.
+struct LateReap(Option<AsyncFd<OwnedFd>>);
+
+impl LateReap {
+    async fn run(mut self) {
+        let Some(fd) = &self.0 else { return };
+        loop {
+            // An error (the runtime is going away) leaves it to `drop`.
+            let Ok(mut ready) = fd.readable().await else {
+                return;
+            };
+            if reap_now(fd.get_ref().as_fd()) {
+                break;
+            }
+            ready.clear_ready();
+        }
+        self.0 = None;
+    }
+}
+
+impl Drop for LateReap {
+    fn drop(&mut self) {
+        let Some(fd) = self.0.take() else { return };
+        let fd = fd.into_inner();
+        let spawned = std::thread::Builder::new()
+            .name("cni-plugin-reaper".into())
+            .spawn(move || {
+                let _ = waitid(fd.as_fd(), WaitIdOptions::EXITED);
+            });
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "cannot start a thread to reap a killed plugin");
+        }
+    }
+}
+
+/// A spawned child whose pidfd could not be set up: killed with its group
+/// (it is unreaped, so the group id is still its own) and reaped on a
+/// thread.
+fn abandon(mut child: std::process::Child) {
+    let _ = rustix::process::kill_process_group(Pid::from_child(&child), Signal::KILL);
+    let spawned = std::thread::Builder::new()
+        .name("cni-plugin-reaper".into())
+        .spawn(move || {
+            let _ = child.wait();
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "cannot start a thread to reap a killed plugin");
+    }
+}
+
+async fn spawn(req: &ExecRequest<'_>) -> io::Result<std::process::Child> {
     let mut delay = ETXTBSY_FIRST_DELAY;
     let mut attempt = 0;
     loop {
         let mut cmd = std::process::Command::new(req.path);
+        // Later duplicates win, as in the request's contract.
         cmd.env_clear()
             .envs(req.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0);
-        match tokio::process::Command::from(cmd).spawn() {
+        match cmd.spawn() {
             Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && attempt < ETXTBSY_RETRIES => {
                 attempt += 1;
                 tracing::debug!(path = %req.path.display(), attempt, "text file busy; retrying spawn");
@@ -122,18 +284,28 @@ async fn spawn(req: &ExecRequest<'_>) -> std::io::Result<Child> {
     }
 }
 
-fn exit_status(st: std::process::ExitStatus) -> ExitStatus {
-    match (st.code(), st.signal()) {
+fn exit_status(st: WaitIdStatus) -> ExitStatus {
+    match (st.exit_status(), st.terminating_signal()) {
         (Some(c), _) => ExitStatus::Exited(c),
         (None, Some(s)) => ExitStatus::Signaled(s),
         (None, None) => ExitStatus::Exited(-1),
     }
 }
 
+/// The child's pipes, registered with the runtime.
+fn pipes(child: &mut std::process::Child) -> io::Result<(ChildStdin, ChildStdout, ChildStderr)> {
+    let piped = || io::Error::other("a plugin pipe is missing");
+    Ok((
+        ChildStdin::from_std(child.stdin.take().ok_or_else(piped)?)?,
+        ChildStdout::from_std(child.stdout.take().ok_or_else(piped)?)?,
+        ChildStderr::from_std(child.stderr.take().ok_or_else(piped)?)?,
+    ))
+}
+
 impl PluginExec for ProcessExec {
     async fn exec(&self, req: ExecRequest<'_>) -> Result<ExecOutput, Error> {
-        let started = Instant::now();
-        let spawn_err = |e: std::io::Error| {
+        let started = std::time::Instant::now();
+        let spawn_err = |e: io::Error| {
             Error::with_source(
                 ErrorKind::Spawn {
                     path: req.path.to_owned(),
@@ -142,22 +314,26 @@ impl PluginExec for ProcessExec {
             )
         };
         let mut child = spawn(&req).await.map_err(spawn_err)?;
-        let mut guard = GroupGuard {
-            pgid: child.id().map(|p| p as i32),
+        let mut plugin = match GroupGuard::new(&child) {
+            Ok(guard) => guard,
+            Err(e) => {
+                abandon(child);
+                return Err(spawn_err(e));
+            }
         };
-        let mut stdin = child.stdin.take();
-        let mut stdout = child.stdout.take().expect("stdout is piped");
-        let mut stderr = child.stderr.take().expect("stderr is piped");
+        // On error from here, dropping `plugin` kills the group and reaps.
+        let (stdin, mut stdout, mut stderr) =
+            pipes(&mut child).map_err(|e| Error::io("setting up plugin pipes", req.path, e))?;
+        // Only `plugin` waits for the process (a `std` child never does).
+        drop(child);
         let mut out = Vec::new();
         let mut err = Vec::new();
         let input = req.stdin;
         let mut io = Box::pin(async {
-            let write = async {
-                if let Some(mut w) = stdin.take() {
-                    // A plugin may exit without reading its stdin: EPIPE is fine.
-                    let _ = w.write_all(input).await;
-                    drop(w);
-                }
+            let write = async move {
+                let mut w = stdin;
+                // A plugin may exit without reading its stdin: EPIPE is fine.
+                let _ = w.write_all(input).await;
             };
             let (_, o, e) = tokio::join!(
                 write,
@@ -166,7 +342,14 @@ impl PluginExec for ProcessExec {
             );
             o.and(e)
         });
-        let deadline = tokio::time::Instant::now() + req.timeout;
+        let deadline = Instant::now().checked_add(req.timeout);
+        let expired = async {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(expired);
         let mut io_done = false;
         let status = loop {
             tokio::select! {
@@ -176,21 +359,21 @@ impl PluginExec for ProcessExec {
                     io_done = true;
                     r.map_err(|e| Error::io("reading plugin output", req.path, e))?;
                 }
-                st = child.wait() => {
-                    let st = st.map_err(|e| Error::io("waiting for plugin", req.path, e))?;
-                    break exit_status(st);
+                st = plugin.exited() => {
+                    break st.map_err(|e| Error::io("waiting for plugin", req.path, e))?;
                 }
-                () = tokio::time::sleep_until(deadline) => {
-                    terminate(&guard, &mut child, req.kill_grace).await;
-                    guard.pgid = None;
+                () = &mut expired => {
+                    terminate(&mut plugin, req.kill_grace).await;
                     return Err(Error::new(ErrorKind::Timeout { after: req.timeout }));
                 }
             }
         };
         // The plugin has exited normally: whatever it left running (a daemon)
-        // is its own business, so the group is no longer killed, even if the
-        // caller drops this future during the leak window.
-        guard.pgid = None;
+        // is its own business, so the group is no longer signalled, even if
+        // the caller drops this future during the leak window; the plugin can
+        // be reaped now.
+        plugin.kill_on_drop = false;
+        plugin.try_reap();
         if !io_done && tokio::time::timeout(LEAK_WINDOW, &mut io).await.is_err() {
             tracing::warn!(
                 path = %req.path.display(),
@@ -203,25 +386,208 @@ impl PluginExec for ProcessExec {
     }
 }
 
-/// SIGTERM to the group, SIGKILL to whatever still runs after `grace`, and
-/// reap the plugin.
-async fn terminate(guard: &GroupGuard, child: &mut Child, grace: Duration) {
-    guard.signal(libc::SIGTERM);
-    let pgid = guard.pgid.unwrap_or(0);
-    let until = Instant::now() + grace;
-    let mut reaped = false;
-    loop {
-        if !reaped {
-            reaped = matches!(child.try_wait(), Ok(Some(_)));
+/// On timeout: `SIGTERM` to the group; `SIGKILL` to the group once the
+/// plugin has exited or `grace` has passed, whichever comes first; then reap
+/// the plugin.
+///
+/// While the plugin is an unreaped zombie, `kill(-pgid, 0)` cannot tell
+/// whether other members are left, so the group always gets `SIGKILL`:
+/// harmless if only the zombie remains, and safe because that zombie keeps
+/// the group id reserved.
+async fn terminate(plugin: &mut GroupGuard, grace: Duration) {
+    plugin.signal(Signal::TERM);
+    match Instant::now().checked_add(grace) {
+        Some(until) => {
+            let _ = tokio::time::timeout_at(until, plugin.exited()).await;
         }
-        if reaped && !group_running(pgid) {
-            break;
+        None => {
+            let _ = plugin.exited().await;
         }
-        if Instant::now() >= until {
-            guard.signal(libc::SIGKILL);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let _ = child.wait().await;
+    plugin.signal(Signal::KILL);
+    // The last signal is sent: only now may the plugin be reaped. Should
+    // this fail (or the future be dropped meanwhile), `Drop` reaps it.
+    let _ = plugin.reap().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use std::ffi::OsString;
+    use std::path::Path;
+
+    use super::*;
+    use crate::error::Op;
+
+    fn req<'a>(path: &'a str, env: &'a [(OsString, OsString)], stdin: &'a [u8]) -> ExecRequest<'a> {
+        ExecRequest::new(
+            Path::new(path),
+            Op::Add,
+            env,
+            stdin,
+            Duration::from_secs(60),
+            Duration::from_secs(1),
+        )
+    }
+
+    fn os(pairs: &[(&str, &str)]) -> Vec<(OsString, OsString)> {
+        pairs.iter().map(|(k, v)| (k.into(), v.into())).collect()
+    }
+
+    /// Whether the process of `pidfd` is still unreaped (running or zombie).
+    fn unreaped(pidfd: BorrowedFd<'_>) -> bool {
+        let opts = WaitIdOptions::EXITED | WaitIdOptions::NOWAIT | WaitIdOptions::NOHANG;
+        waitid(pidfd, opts).is_ok()
+    }
+
+    #[tokio::test]
+    async fn unlimited_timeout_and_grace_do_not_overflow() {
+        // Too large for an `Instant`, and representable but far beyond any
+        // timer.
+        for long in [Duration::MAX, Duration::from_secs(u64::MAX / 4)] {
+            let mut r = req("/bin/true", &[], b"");
+            r.timeout = long;
+            r.kill_grace = long;
+            let out = ProcessExec::new().exec(r).await.unwrap();
+            assert!(out.status.success(), "{}", out.status);
+        }
+    }
+
+    #[tokio::test]
+    async fn unlimited_grace_ends_when_the_plugin_dies_of_sigterm() {
+        for long in [Duration::MAX, Duration::from_secs(u64::MAX / 4)] {
+            let mut r = req("/bin/sh", &[], b"exec /bin/sleep 1000\n");
+            r.timeout = Duration::from_millis(50);
+            r.kill_grace = long;
+            let e = ProcessExec::new().exec(r).await.unwrap_err();
+            assert!(e.is_timeout(), "{e}");
+        }
+    }
+
+    #[tokio::test]
+    async fn the_environment_is_exactly_the_requests() {
+        let env = os(&[("B", "2"), ("A", "1"), ("B", "3")]);
+        let out = ProcessExec::new()
+            .exec(req("/usr/bin/env", &env, b""))
+            .await
+            .unwrap();
+        assert!(out.status.success());
+        let mut lines: Vec<_> = std::str::from_utf8(&out.stdout).unwrap().lines().collect();
+        lines.sort_unstable();
+        // Nothing inherited (not even PATH), and the later duplicate wins.
+        assert_eq!(lines, ["A=1", "B=3"]);
+    }
+
+    #[tokio::test]
+    async fn exit_codes_and_signals_are_reported() {
+        let env = os(&[("PATH", "/usr/bin:/bin")]);
+        let run = |script: &'static [u8]| {
+            let env = &env;
+            async move {
+                ProcessExec::new()
+                    .exec(req("/bin/sh", env, script))
+                    .await
+                    .unwrap()
+                    .status
+            }
+        };
+        assert_eq!(run(b"exit 3\n").await, ExitStatus::Exited(3));
+        assert_eq!(run(b"kill -9 $$\n").await, ExitStatus::Signaled(9));
+    }
+
+    /// The mechanism the group signals rely on: after the leader exits, it
+    /// stays a zombie that keeps the group id in use until it is reaped.
+    #[tokio::test]
+    async fn the_exited_leader_keeps_its_group_until_reaped() {
+        let r = req("/bin/true", &[], b"");
+        let mut child = spawn(&r).await.unwrap();
+        let mut guard = GroupGuard::new(&child).unwrap();
+        drop(child.stdin.take());
+        drop(child);
+        assert_eq!(guard.exited().await.unwrap(), ExitStatus::Exited(0));
+        // Still reported, so not reaped; the group still exists.
+        assert_eq!(guard.exited().await.unwrap(), ExitStatus::Exited(0));
+        assert!(unreaped(guard.pidfd().get_ref().as_fd()));
+        rustix::process::test_kill_process_group(guard.pid).unwrap();
+        assert!(guard.try_reap());
+        assert!(!unreaped(guard.pidfd().get_ref().as_fd()));
+        assert_eq!(
+            rustix::process::test_kill_process_group(guard.pid),
+            Err(Errno::SRCH)
+        );
+        // A reaped leader's group is never signalled again.
+        guard.signal(Signal::KILL);
+        guard.kill_on_drop = true;
+        drop(guard);
+    }
+
+    /// Spawns `cat`, which runs until killed (its stdin stays open), and
+    /// returns the guard, the stdin to keep, and a second pidfd to watch it.
+    #[allow(clippy::zombie_processes)] // The guard reaps it.
+    async fn running_cat() -> (GroupGuard, std::process::ChildStdin, OwnedFd) {
+        let r = req("/bin/cat", &[], b"");
+        let mut child = spawn(&r).await.unwrap();
+        let guard = GroupGuard::new(&child).unwrap();
+        let stdin = child.stdin.take().unwrap();
+        let watch = rustix::process::pidfd_open(guard.pid, PidfdFlags::empty()).unwrap();
+        (guard, stdin, watch)
+    }
+
+    /// Waits (without asserting on time) until the process of `pidfd` is
+    /// reaped; returns whether it was.
+    fn wait_reaped(pidfd: BorrowedFd<'_>) -> bool {
+        for _ in 0..1000 {
+            if !unreaped(pidfd) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        false
+    }
+
+    #[test]
+    fn dropping_the_guard_kills_and_reaps_on_a_task() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let (guard, _stdin, watch) = rt.block_on(running_cat());
+        rt.block_on(async { drop(guard) });
+        // The runtime keeps running the reaping task meanwhile.
+        assert!(
+            wait_reaped(watch.as_fd()),
+            "the killed plugin was not reaped"
+        );
+    }
+
+    #[test]
+    fn dropping_the_guard_outside_a_runtime_reaps_on_a_thread() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let (guard, _stdin, watch) = rt.block_on(running_cat());
+        drop(rt);
+        drop(guard);
+        assert!(
+            wait_reaped(watch.as_fd()),
+            "the killed plugin was not reaped"
+        );
+    }
+
+    #[test]
+    fn a_reaping_task_cancelled_by_shutdown_falls_back_to_a_thread() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let (guard, _stdin, watch) = rt.block_on(running_cat());
+        // The task is spawned but never polled: the shutdown drops it.
+        rt.block_on(async { drop(guard) });
+        drop(rt);
+        assert!(
+            wait_reaped(watch.as_fd()),
+            "the killed plugin was not reaped"
+        );
+    }
 }

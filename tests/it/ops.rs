@@ -1079,3 +1079,95 @@ fn plugin_env_is_the_callers_and_can_be_shaped_per_cni_and_per_call() {
         ]
     );
 }
+
+/// Whether `pid` is not left behind as a zombie child of this process (the
+/// plugin was reaped).
+fn not_our_zombie(pid: u32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return true;
+    };
+    // pid (comm) state ppid ...; comm may contain spaces and parens.
+    let mut fields = stat[stat.rfind(')').unwrap() + 1..].split_whitespace();
+    let (state, ppid) = (fields.next(), fields.next());
+    !(state == Some("Z") && ppid == Some(&std::process::id().to_string()))
+}
+
+#[test]
+fn timeout_kills_the_group_once_the_plugin_has_exited_even_with_no_grace_limit() {
+    // The plugin dies of SIGTERM; the child in its group ignores it. With no
+    // limit on the grace period, only the plugin's exit can bring on the
+    // group's SIGKILL, so the child being gone shows that the group was
+    // signalled after the plugin exited (while its unreaped zombie still
+    // held the group id), and the plugin is reaped before the call returns.
+    let env = TestEnv::new("zombie-leader");
+    let pidfile = env.path("pids");
+    let child_pids = env.path("child-pids");
+    let list = conflist(
+        &env,
+        "z",
+        "1.0.0",
+        &[(
+            "hang",
+            json!({"ADD": {
+                "pidFile": pidfile,
+                "spawnChild": {"pidFile": child_pids, "ignoreTerm": true},
+                "hang": true
+            }}),
+        )],
+    );
+    let cni = env
+        .cni()
+        .timeout(Duration::from_millis(1500))
+        .kill_grace(Duration::MAX);
+    let e = block_on(cni.add_network_list(&list, &rt("c1"))).unwrap_err();
+    assert!(e.is_timeout(), "{e}");
+    let leader = pids(&pidfile);
+    assert_eq!(leader.len(), 1);
+    assert!(not_our_zombie(leader[0]), "the plugin was not reaped");
+    assert_all_gone(&[&pidfile, &child_pids], 2, "after the timeout");
+}
+
+#[test]
+fn unlimited_timeout_and_grace_run_a_plugin_normally() {
+    let env = TestEnv::new("maxtime");
+    let list = conflist(&env, "m", "1.0.0", &[("p", json!({}))]);
+    let cni = env.cni().timeout(Duration::MAX).kill_grace(Duration::MAX);
+    let result = block_on(cni.add_network_list(&list, &rt("c1"))).unwrap();
+    assert_eq!(result.to_latest().interfaces[0].name, "p");
+}
+
+#[test]
+fn a_cancelled_plugin_is_killed_and_then_reaped() {
+    let env = TestEnv::new("cancel-reap");
+    let pidfile = env.path("pids");
+    let list = conflist(
+        &env,
+        "c",
+        "1.0.0",
+        &[("hang", json!({"ADD": {"pidFile": pidfile, "hang": true}}))],
+    );
+    let cni = env.cni();
+    let rt1 = rt("c1");
+    block_on(async {
+        let add = cni.add_network_list(&list, &rt1);
+        tokio::pin!(add);
+        while pids(&pidfile).is_empty() {
+            tokio::select! {
+                r = &mut add => panic!("the plugin hangs, got {r:?}"),
+                () = tokio::time::sleep(Duration::from_millis(20)) => {}
+            }
+        }
+    });
+    let leader = pids(&pidfile);
+    assert_all_gone(&[&pidfile], 1, "after cancellation");
+    // Reaped in the background (waited out, not timed).
+    let mut reaped = false;
+    for _ in 0..500 {
+        reaped = not_our_zombie(leader[0]);
+        if reaped {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(reaped, "the killed plugin was left a zombie");
+}
