@@ -99,8 +99,9 @@ impl<E> Cni<E> {
         self
     }
 
-    /// Sets how long a timed-out plugin's group has between `SIGTERM` and
-    /// `SIGKILL`. Default: 3 s.
+    /// Sets how long a timed-out plugin has after `SIGTERM` before its
+    /// process group gets `SIGKILL` (sooner, as soon as the plugin itself
+    /// has exited). Default: 3 s. [`Duration::MAX`] means no limit.
     pub fn kill_grace(mut self, grace: Duration) -> Cni<E> {
         self.kill_grace = grace;
         self
@@ -1014,6 +1015,35 @@ impl<E: PluginExec> Cni<E> {
             return Ok(None);
         };
         cache::cached_config(&bytes, rt).map(Some).map_err(ctx)
+    }
+
+    /// The cached result of a single plugin configuration's attachment
+    /// (libcni's `GetNetworkCachedResult`; see
+    /// [`cached_result`](Self::cached_result)).
+    ///
+    /// # Errors
+    ///
+    /// As [`cached_result`](Self::cached_result).
+    pub fn cached_network_result(
+        &self,
+        plugin: &PluginConfig,
+        rt: &RuntimeConfig,
+    ) -> Result<Option<CniResult>, Error> {
+        self.cached_result(&NetworkConfigList::single(plugin), rt)
+    }
+
+    /// What the last ADD of a single plugin configuration cached (libcni's
+    /// `GetNetworkCachedConfig`; see [`cached_config`](Self::cached_config)).
+    ///
+    /// # Errors
+    ///
+    /// As [`cached_config`](Self::cached_config).
+    pub fn cached_network_config(
+        &self,
+        plugin: &PluginConfig,
+        rt: &RuntimeConfig,
+    ) -> Result<Option<CachedConfig>, Error> {
+        self.cached_config(&NetworkConfigList::single(plugin), rt)
     }
 
     /// The attachments recorded in the cache, of `container_id` or (with

@@ -425,7 +425,7 @@ pub enum GcFailure {
         error: Error,
     },
     /// A plugin's GC failed (or its binary was not found).
-    #[error("GC of plugin `{plugin}`: {error}")]
+    #[error("{error}")]
     #[non_exhaustive]
     Plugin {
         /// The plugin type.

@@ -55,7 +55,7 @@ enum Command {
     Gc {
         #[command(flatten)]
         target: Target,
-        /// An attachment to keep, as <container id>/<ifname> (repeatable).
+        /// An attachment to keep, as CONTAINERID/IFNAME (repeatable).
         #[arg(long = "valid", value_name = "CONTAINERID/IFNAME", value_parser = parse_attachment)]
         valid: Vec<AttachmentId>,
         /// A JSON file with the attachments to keep:

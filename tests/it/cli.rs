@@ -351,7 +351,7 @@ fn gc_failures_exit_1_naming_each() {
     assert_eq!(out.status.code(), Some(1));
     let stderr = text(&out.stderr);
     assert!(
-        stderr.contains("GC of plugin `p`") && stderr.contains("busy"),
+        stderr.contains("GC plugin `p` in network `g`") && stderr.contains("busy"),
         "{stderr}"
     );
 }

@@ -804,7 +804,22 @@ fn single_plugin_config_operations() {
         .unwrap()
         .unwrap();
     assert_eq!(cached.config(), conf.raw().as_bytes());
+    let single = cni
+        .cached_network_config(&conf, &rt("c1"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(single, cached);
+    let result = cni
+        .cached_network_result(&conf, &rt("c1"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(result.version().as_str(), "0.4.0");
     block_on(cni.del_network(&conf, &rt("c1"))).unwrap();
+    assert!(
+        cni.cached_network_result(&conf, &rt("c1"))
+            .unwrap()
+            .is_none()
+    );
     let cmds: Vec<_> = env
         .calls("solo")
         .iter()
