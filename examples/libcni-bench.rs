@@ -61,7 +61,7 @@ fn main() {
         .map(str::to_owned)
         .collect();
     let list = Arc::new(NetworkConfigList::from_file(&conflist).expect("conflist"));
-    let cni = Arc::new(Cni::new(dirs).cache_dir(cachedir));
+    let cni = Arc::new(Cni::new(dirs).with_cache_dir(cachedir));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(par.clamp(1, 8))
         .enable_all()

@@ -3,14 +3,16 @@
 
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tracing::Instrument;
 
 use crate::cache::{self, Attachment, CacheDir, CachedConfig, Finish, RESULTS, Slot, blocking};
-use crate::config::{NetworkConfigList, PluginConfig, valid_name};
-use crate::error::{AttachmentField, Error, ErrorKind, GcFailure, Op};
+use crate::config::{NetworkConfigList, PluginConfig};
+use crate::error::{Error, ErrorKind, GcFailure, Op};
 use crate::exec::{ExecOutput, ExecRequest, PluginExec, ProcessExec};
+use crate::name::validate_add;
 use crate::plan::{self, AttachmentId, Invocation, Plan, PlanInput, PluginEnv, RuntimeConfig};
 use crate::result::{CniResult, PluginError};
 use crate::version::{Version, VersionInfo};
@@ -20,9 +22,6 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
 /// The default time between `SIGTERM` and `SIGKILL` when a plugin times out.
 pub const DEFAULT_KILL_GRACE: Duration = Duration::from_secs(3);
 
-/// How much of a failed plugin's stdout and stderr an error keeps.
-const OUTPUT_LIMIT: usize = 4096;
-
 /// The CNI runtime: where plugins are, where results are cached, how long a
 /// plugin may run, and the operations.
 ///
@@ -30,6 +29,18 @@ const OUTPUT_LIMIT: usize = 4096;
 /// the same attachment (network, container ID, interface name) wait for
 /// each other, in this process and across processes (an `flock` on
 /// `<cache dir>/locks/<network>-<container id>-<ifname>`).
+///
+/// Setters are `with_*` and return the `Cni`; the getter of the same
+/// setting has the plain name (`with_timeout` / `timeout`).
+///
+/// # Runtime
+///
+/// The operations are futures for a [tokio] runtime with its I/O and time
+/// drivers enabled (`Runtime::enable_all`, or `#[tokio::main]`): polled
+/// elsewhere they panic with "there is no reactor running". A
+/// current-thread runtime is fine: file-system work (cache reads, durable
+/// writes, locks, plugin lookup) runs on tokio's blocking pool, never on
+/// the reactor. Code without tokio uses [`BlockingCni`](crate::BlockingCni).
 ///
 /// # Example
 ///
@@ -39,8 +50,8 @@ const OUTPUT_LIMIT: usize = 4096;
 /// use libcni::{Cni, ConfigLoader, RuntimeConfig};
 ///
 /// let cni = Cni::new(["/opt/cni/bin"])
-///     .cache_dir("/var/lib/cni")
-///     .timeout(Duration::from_secs(30));
+///     .with_cache_dir("/var/lib/cni")
+///     .with_timeout(Duration::from_secs(30));
 /// let net = ConfigLoader::new("/etc/cni/net.d").network("mynet")?;
 /// let rt = RuntimeConfig::new("c1", "/var/run/netns/c1", "eth0");
 /// let result = cni.add_network_list(&net, &rt).await?;
@@ -48,14 +59,27 @@ const OUTPUT_LIMIT: usize = 4096;
 /// cni.del_network_list(&net, &rt).await?;
 /// # Ok(()) }
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Cni<E = ProcessExec> {
-    plugin_dirs: Vec<PathBuf>,
+    plugin_dirs: Arc<[PathBuf]>,
     cache: CacheDir,
     timeout: Duration,
     kill_grace: Duration,
     env: PluginEnv,
-    exec: E,
+    exec: Arc<E>,
+}
+
+impl<E> Clone for Cni<E> {
+    fn clone(&self) -> Cni<E> {
+        Cni {
+            plugin_dirs: self.plugin_dirs.clone(),
+            cache: self.cache.clone(),
+            timeout: self.timeout,
+            kill_grace: self.kill_grace,
+            env: self.env.clone(),
+            exec: self.exec.clone(),
+        }
+    }
 }
 
 impl Cni<ProcessExec> {
@@ -72,29 +96,33 @@ impl Cni<ProcessExec> {
             timeout: DEFAULT_TIMEOUT,
             kill_grace: DEFAULT_KILL_GRACE,
             env: PluginEnv::inherit(),
-            exec: ProcessExec::new(),
+            exec: Arc::new(ProcessExec::new()),
         }
     }
 }
 
 impl<E> Cni<E> {
-    /// Sets the cache directory. Default: `/var/lib/cni`.
-    pub fn cache_dir(mut self, dir: impl Into<PathBuf>) -> Cni<E> {
+    /// Sets the cache directory. Default: `/var/lib/cni`. A call can use
+    /// another one ([`RuntimeConfig::with_cache_dir`]).
+    pub fn with_cache_dir(mut self, dir: impl Into<PathBuf>) -> Cni<E> {
         self.cache = CacheDir::new(dir.into());
         self
     }
 
     /// Sets the environment plugins run with, besides the six CNI
     /// variables. Default: [`PluginEnv::inherit`], the caller's whole
-    /// environment, as libcni.
-    pub fn plugin_env(mut self, env: PluginEnv) -> Cni<E> {
+    /// environment, as libcni. A call can change it further
+    /// ([`RuntimeConfig::with_plugin_env`]).
+    pub fn with_plugin_env(mut self, env: PluginEnv) -> Cni<E> {
         self.env = env;
         self
     }
 
     /// Sets how long one plugin run may take before its process group is
-    /// terminated. Default: 120 s. A zero duration is raised to 1 ms.
-    pub fn timeout(mut self, timeout: Duration) -> Cni<E> {
+    /// terminated. Default: 120 s. A zero duration is raised to 1 ms;
+    /// [`Duration::MAX`] means no limit. A call can also have a deadline for
+    /// the whole operation ([`RuntimeConfig::with_deadline`]).
+    pub fn with_timeout(mut self, timeout: Duration) -> Cni<E> {
         self.timeout = timeout.max(Duration::from_millis(1));
         self
     }
@@ -102,12 +130,13 @@ impl<E> Cni<E> {
     /// Sets how long a timed-out plugin has after `SIGTERM` before its
     /// process group gets `SIGKILL` (sooner, as soon as the plugin itself
     /// has exited). Default: 3 s. [`Duration::MAX`] means no limit.
-    pub fn kill_grace(mut self, grace: Duration) -> Cni<E> {
+    pub fn with_kill_grace(mut self, grace: Duration) -> Cni<E> {
         self.kill_grace = grace;
         self
     }
 
-    /// Uses another plugin executor (for tests, or special spawning needs).
+    /// Uses another plugin executor (for tests, or special spawning needs
+    /// such as running plugins through `nsenter`).
     pub fn with_exec<E2: PluginExec>(self, exec: E2) -> Cni<E2> {
         Cni {
             plugin_dirs: self.plugin_dirs,
@@ -115,108 +144,63 @@ impl<E> Cni<E> {
             timeout: self.timeout,
             kill_grace: self.kill_grace,
             env: self.env,
-            exec,
+            exec: Arc::new(exec),
         }
     }
 
-    /// The plugin directories.
+    /// The plugin directories, searched in order.
     pub fn plugin_dirs(&self) -> &[PathBuf] {
         &self.plugin_dirs
     }
 
     /// The cache directory.
-    pub fn cache_path(&self) -> &Path {
+    pub fn cache_dir(&self) -> &Path {
         self.cache.path()
     }
 
-    /// The executor.
-    pub fn executor(&self) -> &E {
+    /// The environment policy for plugins.
+    pub fn plugin_env(&self) -> &PluginEnv {
+        &self.env
+    }
+
+    /// How long one plugin run may take.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// How long a timed-out plugin has between `SIGTERM` and `SIGKILL`.
+    pub fn kill_grace(&self) -> Duration {
+        self.kill_grace
+    }
+
+    /// The plugin executor.
+    pub fn exec(&self) -> &E {
         &self.exec
     }
+
+    /// The cache directory of a call: its own, or the `Cni`'s.
+    fn cache_for(&self, rt: &RuntimeConfig) -> CacheDir {
+        rt.cache_dir()
+            .map_or_else(|| self.cache.clone(), |d| CacheDir::new(d.to_owned()))
+    }
 }
 
-fn invalid(field: AttachmentField, value: &str, reason: &'static str) -> Error {
-    Error::new(ErrorKind::InvalidAttachment {
-        field,
-        value: value.to_owned(),
-        reason,
-    })
-}
-
-/// libcni's ADD-time checks (`ValidateContainerID`, `ValidateNetworkName`,
-/// `ValidateInterfaceName`).
-fn validate_add(network: &str, rt: &RuntimeConfig) -> Result<(), Error> {
-    let cid = rt.container_id();
-    if cid.is_empty() {
-        return Err(invalid(
-            AttachmentField::ContainerId,
-            cid,
-            "missing container ID",
-        ));
-    }
-    if !valid_name(cid) {
-        return Err(invalid(
-            AttachmentField::ContainerId,
-            cid,
-            "must start with a letter or digit, followed by letters, digits, `_`, `.` or `-`",
-        ));
-    }
-    if network.is_empty() {
-        return Err(invalid(
-            AttachmentField::NetworkName,
-            network,
-            "missing network name",
-        ));
-    }
-    if !valid_name(network) {
-        return Err(invalid(
-            AttachmentField::NetworkName,
-            network,
-            "must start with a letter or digit, followed by letters, digits, `_`, `.` or `-`",
-        ));
-    }
-    let ifname = rt.ifname();
-    let reason = if ifname.is_empty() {
-        "interface name is empty"
-    } else if ifname.len() > 15 {
-        "interface name is too long; interface name should be less than 16 characters"
-    } else if ifname == "." || ifname == ".." {
-        "interface name is . or .."
-    } else if ifname
-        .chars()
-        .any(|c| c == '/' || c == ':' || c.is_whitespace())
-    {
-        "interface name contains / or : or whitespace characters"
-    } else {
-        return Ok(());
+/// Runs `fut` until the call's deadline, if it has one. At the deadline the
+/// future is dropped, which kills a running plugin's process group.
+async fn until_deadline<T>(
+    deadline: Option<Instant>,
+    op: Op,
+    network: &str,
+    fut: impl std::future::Future<Output = Result<T, Error>>,
+) -> Result<T, Error> {
+    let Some(deadline) = deadline else {
+        return fut.await;
     };
-    Err(invalid(AttachmentField::IfName, ifname, reason))
-}
-
-fn truncate(bytes: &[u8]) -> String {
-    let s = String::from_utf8_lossy(bytes);
-    if s.len() <= OUTPUT_LIMIT {
-        return s.into_owned();
-    }
-    let mut end = OUTPUT_LIMIT;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}... ({} bytes)", &s[..end], bytes.len())
-}
-
-/// The error for a plugin that exited unsuccessfully.
-fn plugin_failure(out: &ExecOutput) -> Error {
-    let stderr = truncate(&out.stderr);
-    match PluginError::from_output(&out.stdout) {
-        Some(pe) => Error::new(ErrorKind::Plugin {
-            error: pe.with_stderr(stderr),
-        }),
-        None => Error::new(ErrorKind::PluginExit {
-            status: out.status.to_string(),
-            stdout: truncate(&out.stdout),
-            stderr,
-        }),
+    match tokio::time::timeout_at(deadline.into(), fut).await {
+        Ok(res) => res,
+        Err(_) => Err(Error::new(ErrorKind::DeadlineExceeded)
+            .in_network(network)
+            .during(op)),
     }
 }
 
@@ -242,9 +226,21 @@ fn check_supported(list: &NetworkConfigList) -> Result<(), Error> {
     }
 }
 
-impl<E: PluginExec> Cni<E> {
+impl<E: PluginExec + 'static> Cni<E> {
     fn find(&self, plugin: &PluginConfig) -> Result<PathBuf, Error> {
         self.exec.find(plugin.plugin_type(), &self.plugin_dirs)
+    }
+
+    /// Finds every plugin binary of a list, off the reactor, in list order.
+    async fn find_all(&self, list: &NetworkConfigList) -> Vec<Result<PathBuf, Error>> {
+        let exec = self.exec.clone();
+        let dirs = self.plugin_dirs.clone();
+        let types: Vec<String> = list
+            .plugins()
+            .iter()
+            .map(|p| p.plugin_type().to_owned())
+            .collect();
+        blocking(move || types.iter().map(|t| exec.find(t, &dirs)).collect()).await
     }
 
     /// Runs one invocation; a non-zero exit becomes an error.
@@ -298,7 +294,7 @@ impl<E: PluginExec> Cni<E> {
             );
         }
         if !out.status.success() {
-            return Err(ctx(plugin_failure(&out)));
+            return Err(ctx(out.failure()));
         }
         Ok(out)
     }
@@ -324,8 +320,8 @@ impl<E: PluginExec> Cni<E> {
 
     /// Reads a cache entry without taking its lock (lookups, dry runs).
     /// Blocking.
-    fn read_entry(&self, name: &str) -> Result<Option<Vec<u8>>, Error> {
-        let Some(cache) = self.cache.open(false)? else {
+    fn read_entry(dir: &CacheDir, name: &str) -> Result<Option<Vec<u8>>, Error> {
+        let Some(cache) = dir.open(false)? else {
             return Ok(None);
         };
         let Some(results) = cache.subdir(RESULTS, false)? else {
@@ -339,12 +335,12 @@ impl<E: PluginExec> Cni<E> {
     /// The cached result of an attachment, converted to the list's version,
     /// read without its lock. Blocking.
     fn read_cached(
-        &self,
+        dir: &CacheDir,
         list: &NetworkConfigList,
         name: &str,
     ) -> Result<Option<CniResult>, Error> {
-        let path = self.cache.path().join(RESULTS).join(name);
-        let bytes = self.read_entry(name)?;
+        let path = dir.path().join(RESULTS).join(name);
+        let bytes = Self::read_entry(dir, name)?;
         Self::parse_cached(list, bytes).map_err(|e| e.at_path(path))
     }
 
@@ -368,14 +364,15 @@ impl<E: PluginExec> Cni<E> {
         let ctx = |e: Error| e.in_network(list.name()).during(op);
         match op {
             Op::Add => {
-                validate_add(list.name(), rt).map_err(ctx)?;
-                cache::entry_name(list.name(), rt).map_err(ctx)?;
+                validate_add(list.name(), rt.container_id(), rt.ifname()).map_err(ctx)?;
+                cache::entry_name(list.name(), rt.container_id(), rt.ifname()).map_err(ctx)?;
                 self.build(op, list, Some(rt), None, None)
             }
             Op::Check => {
                 check_supported(list)?;
-                let name = cache::entry_name(list.name(), rt).map_err(ctx)?;
-                let cached = self.read_cached(list, &name).map_err(ctx)?;
+                let name =
+                    cache::entry_name(list.name(), rt.container_id(), rt.ifname()).map_err(ctx)?;
+                let cached = Self::read_cached(&self.cache_for(rt), list, &name).map_err(ctx)?;
                 let mut plan = self.build(op, list, Some(rt), cached, None)?;
                 if list.disable_check() {
                     plan.clear();
@@ -383,9 +380,10 @@ impl<E: PluginExec> Cni<E> {
                 Ok(plan)
             }
             Op::Del => {
-                let name = cache::entry_name(list.name(), rt).map_err(ctx)?;
+                let name =
+                    cache::entry_name(list.name(), rt.container_id(), rt.ifname()).map_err(ctx)?;
                 let cached = if version_at_least(list, V0_4_0).map_err(ctx)? {
-                    self.read_cached(list, &name).unwrap_or_else(|e| {
+                    Self::read_cached(&self.cache_for(rt), list, &name).unwrap_or_else(|e| {
                         tracing::warn!(error = %e, "cached result unusable; deleting without prevResult");
                         None
                     })
@@ -408,6 +406,22 @@ impl<E: PluginExec> Cni<E> {
         }
     }
 
+    /// Builds a plan, finding the binaries off the reactor.
+    async fn build_async(
+        &self,
+        op: Op,
+        list: &NetworkConfigList,
+        rt: Option<&RuntimeConfig>,
+        cached: Option<CniResult>,
+        valid: Option<&[AttachmentId]>,
+    ) -> Result<Plan, Error> {
+        let mut paths = self.find_all(list).await.into_iter();
+        self.build_with(op, list, rt, cached, valid, |_| {
+            paths.next().expect("one lookup per plugin")
+        })
+    }
+
+    /// Builds a plan, finding the binaries here (blocking).
     fn build(
         &self,
         op: Op,
@@ -415,6 +429,18 @@ impl<E: PluginExec> Cni<E> {
         rt: Option<&RuntimeConfig>,
         cached: Option<CniResult>,
         valid: Option<&[AttachmentId]>,
+    ) -> Result<Plan, Error> {
+        self.build_with(op, list, rt, cached, valid, |p| self.find(p))
+    }
+
+    fn build_with(
+        &self,
+        op: Op,
+        list: &NetworkConfigList,
+        rt: Option<&RuntimeConfig>,
+        cached: Option<CniResult>,
+        valid: Option<&[AttachmentId]>,
+        resolve: impl FnMut(&PluginConfig) -> Result<PathBuf, Error>,
     ) -> Result<Plan, Error> {
         plan::build(
             list,
@@ -426,7 +452,7 @@ impl<E: PluginExec> Cni<E> {
                 valid,
                 env: &self.env,
             },
-            |p| self.find(p),
+            resolve,
         )
     }
 
@@ -467,7 +493,14 @@ impl<E: PluginExec> Cni<E> {
             container_id = rt.container_id(),
             ifname = rt.ifname()
         );
-        self.add_inner(list, rt).instrument(span).await
+        until_deadline(
+            rt.deadline(),
+            Op::Add,
+            list.name(),
+            self.add_inner(list, rt),
+        )
+        .instrument(span)
+        .await
     }
 
     async fn add_inner(
@@ -478,10 +511,12 @@ impl<E: PluginExec> Cni<E> {
         let started = Instant::now();
         let net = list.name();
         let ctx = |e: Error| e.in_network(net).during(Op::Add);
-        validate_add(net, rt).map_err(ctx)?;
-        let name = cache::entry_name(net, rt).map_err(ctx)?;
-        let plan = self.build(Op::Add, list, Some(rt), None, None)?;
-        let mut slot = Slot::open(&self.cache, name, false).await;
+        validate_add(net, rt.container_id(), rt.ifname()).map_err(ctx)?;
+        let name = cache::entry_name(net, rt.container_id(), rt.ifname()).map_err(ctx)?;
+        let plan = self
+            .build_async(Op::Add, list, Some(rt), None, None)
+            .await?;
+        let mut slot = Slot::open(&self.cache_for(rt), name, false).await;
         if let Some(problem) = slot.take_problem() {
             let _ = slot.finish(Finish::Keep).await;
             return Err(ctx(problem));
@@ -540,7 +575,14 @@ impl<E: PluginExec> Cni<E> {
             container_id = rt.container_id(),
             ifname = rt.ifname()
         );
-        self.check_inner(list, rt).instrument(span).await
+        until_deadline(
+            rt.deadline(),
+            Op::Check,
+            list.name(),
+            self.check_inner(list, rt),
+        )
+        .instrument(span)
+        .await
     }
 
     async fn check_inner(&self, list: &NetworkConfigList, rt: &RuntimeConfig) -> Result<(), Error> {
@@ -551,13 +593,16 @@ impl<E: PluginExec> Cni<E> {
             tracing::debug!("disableCheck is set; not running plugins");
             return Ok(());
         }
-        let name = cache::entry_name(net, rt).map_err(ctx)?;
-        let path = self.cache.path().join(RESULTS).join(&name);
-        let mut slot = Slot::open(&self.cache, name, true).await;
+        let name = cache::entry_name(net, rt.container_id(), rt.ifname()).map_err(ctx)?;
+        let cache = self.cache_for(rt);
+        let path = cache.path().join(RESULTS).join(&name);
+        let mut slot = Slot::open(&cache, name, true).await;
         let res = async {
             let bytes = slot.take_read().map_err(|e| ctx(e.at_path(&path)))?;
             let cached = Self::parse_cached(list, bytes).map_err(|e| ctx(e.at_path(&path)))?;
-            let plan = self.build(Op::Check, list, Some(rt), cached, None)?;
+            let plan = self
+                .build_async(Op::Check, list, Some(rt), cached, None)
+                .await?;
             for inv in plan.invocations() {
                 self.run(inv, &inv.stdin(), net).await?;
             }
@@ -601,16 +646,24 @@ impl<E: PluginExec> Cni<E> {
             container_id = rt.container_id(),
             ifname = rt.ifname()
         );
-        self.del_inner(list, rt).instrument(span).await
+        until_deadline(
+            rt.deadline(),
+            Op::Del,
+            list.name(),
+            self.del_inner(list, rt),
+        )
+        .instrument(span)
+        .await
     }
 
     async fn del_inner(&self, list: &NetworkConfigList, rt: &RuntimeConfig) -> Result<(), Error> {
         let net = list.name();
         let ctx = |e: Error| e.in_network(net).during(Op::Del);
-        let name = cache::entry_name(net, rt).map_err(ctx)?;
-        let path = self.cache.path().join(RESULTS).join(&name);
+        let name = cache::entry_name(net, rt.container_id(), rt.ifname()).map_err(ctx)?;
+        let cache = self.cache_for(rt);
+        let path = cache.path().join(RESULTS).join(&name);
         let with_prev = version_at_least(list, V0_4_0).map_err(ctx)?;
-        let mut slot = Slot::open(&self.cache, name, with_prev).await;
+        let mut slot = Slot::open(&cache, name, with_prev).await;
         if let Some(problem) = slot.take_problem() {
             tracing::warn!(error = %ctx(problem), "the cache cannot be used; deleting without prevResult and leaving the cache as it is");
         }
@@ -629,7 +682,9 @@ impl<E: PluginExec> Cni<E> {
             None
         };
         let res = async {
-            let plan = self.build(Op::Del, list, Some(rt), cached, None)?;
+            let plan = self
+                .build_async(Op::Del, list, Some(rt), cached, None)
+                .await?;
             for inv in plan.invocations() {
                 self.run(inv, &inv.stdin(), net).await?;
             }
@@ -706,9 +761,7 @@ impl<E: PluginExec> Cni<E> {
                     if valid.is_some_and(|v| v.contains(&id)) {
                         continue;
                     }
-                    let rt = RuntimeConfig::new(att.container_id, att.netns, att.ifname)
-                        .args(att.cni_args)
-                        .capability_args(att.capability_args);
+                    let rt = att.runtime_config();
                     match self.del_inner(list, &rt).await {
                         Ok(()) => report.deleted.push(id),
                         Err(error) => failures.push(GcFailure::StaleAttachment {
@@ -816,7 +869,7 @@ impl<E: PluginExec> Cni<E> {
             if !at_least_1_1(list) {
                 return Ok(());
             }
-            let plan = self.build(Op::Status, list, None, None, None)?;
+            let plan = self.build_async(Op::Status, list, None, None, None).await?;
             for inv in plan.invocations() {
                 self.run(inv, &inv.stdin(), list.name()).await?;
             }
@@ -917,7 +970,7 @@ impl<E: PluginExec> Cni<E> {
                     return Ok(VersionInfo::legacy());
                 }
             }
-            return Err(ctx(plugin_failure(&out)));
+            return Err(ctx(out.failure()));
         }
         VersionInfo::from_json(&out.stdout).map_err(ctx)
     }
@@ -989,9 +1042,9 @@ impl<E: PluginExec> Cni<E> {
         list: &NetworkConfigList,
         rt: &RuntimeConfig,
     ) -> Result<Option<CniResult>, Error> {
-        let name = cache::entry_name(list.name(), rt).map_err(|e| e.in_network(list.name()))?;
-        self.read_cached(list, &name)
-            .map_err(|e| e.in_network(list.name()))
+        let name = cache::entry_name(list.name(), rt.container_id(), rt.ifname())
+            .map_err(|e| e.in_network(list.name()))?;
+        Self::read_cached(&self.cache_for(rt), list, &name).map_err(|e| e.in_network(list.name()))
     }
 
     /// What the last ADD of an attachment cached: the config bytes and the
@@ -1008,10 +1061,12 @@ impl<E: PluginExec> Cni<E> {
         list: &NetworkConfigList,
         rt: &RuntimeConfig,
     ) -> Result<Option<CachedConfig>, Error> {
-        let name = cache::entry_name(list.name(), rt).map_err(|e| e.in_network(list.name()))?;
-        let path = self.cache.path().join(RESULTS).join(&name);
+        let name = cache::entry_name(list.name(), rt.container_id(), rt.ifname())
+            .map_err(|e| e.in_network(list.name()))?;
+        let cache = self.cache_for(rt);
+        let path = cache.path().join(RESULTS).join(&name);
         let ctx = |e: Error| e.at_path(&path).in_network(list.name());
-        let Some(bytes) = self.read_entry(&name).map_err(ctx)? else {
+        let Some(bytes) = Self::read_entry(&cache, &name).map_err(ctx)? else {
             return Ok(None);
         };
         cache::cached_config(&bytes, rt).map(Some).map_err(ctx)

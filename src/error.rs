@@ -10,47 +10,11 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::result::PluginError;
+use crate::exit::ExitStatus;
+pub use crate::op::Op;
+use crate::plugin_error::PluginError;
 
 type BoxError = Box<dyn StdError + Send + Sync + 'static>;
-
-/// A CNI operation (the `CNI_COMMAND` a plugin is run with).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum Op {
-    /// `ADD`: attach a container to a network.
-    Add,
-    /// `DEL`: detach a container from a network.
-    Del,
-    /// `CHECK`: verify an attachment is as expected.
-    Check,
-    /// `GC`: clean up resources of attachments that no longer exist.
-    Gc,
-    /// `STATUS`: ask whether the plugin is ready.
-    Status,
-    /// `VERSION`: ask which spec versions the plugin supports.
-    Version,
-}
-
-impl Op {
-    /// The value of `CNI_COMMAND` for this operation, e.g. `"ADD"`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Op::Add => "ADD",
-            Op::Del => "DEL",
-            Op::Check => "CHECK",
-            Op::Gc => "GC",
-            Op::Status => "STATUS",
-            Op::Version => "VERSION",
-        }
-    }
-}
-
-impl fmt::Display for Op {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// Why a network configuration is invalid.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -272,8 +236,8 @@ pub enum ErrorKind {
     #[error("plugin failed ({status}){}", describe_output(stdout, stderr))]
     #[non_exhaustive]
     PluginExit {
-        /// How it ended, e.g. `exit status 2` or `killed by signal 9`.
-        status: String,
+        /// How it ended (displayed as `exit status 2`, `killed by signal 9`).
+        status: ExitStatus,
         /// What it printed on stdout (possibly truncated).
         stdout: String,
         /// What it printed on stderr (possibly truncated).
@@ -316,6 +280,10 @@ pub enum ErrorKind {
         /// Why.
         problem: VersionProblem,
     },
+    /// The call's deadline passed ([`RuntimeConfig::with_deadline`](crate::RuntimeConfig::with_deadline));
+    /// the running plugin's process group was killed.
+    #[error("the call's deadline passed; the running plugin's process group was killed")]
+    DeadlineExceeded,
     /// The plugin's `VERSION` reply is not valid.
     #[error("invalid VERSION reply: {reason}")]
     #[non_exhaustive]
@@ -487,8 +455,25 @@ impl Error {
         e
     }
 
-    pub(crate) fn io(action: &'static str, path: &Path, err: std::io::Error) -> Error {
+    /// An I/O error while doing `action` (e.g. `"reading plugin output"`) on
+    /// `path`: [`ErrorKind::Io`], with `err` as the source. For
+    /// [`PluginExec`](crate::PluginExec) implementations, as are
+    /// [`spawn`](Self::spawn) and [`timeout`](Self::timeout); the caller adds
+    /// the network, plugin and operation.
+    pub fn io(action: &'static str, path: &Path, err: std::io::Error) -> Error {
         Error::with_source(ErrorKind::Io { action }, err).at_path(path)
+    }
+
+    /// The plugin binary at `path` could not be started: [`ErrorKind::Spawn`],
+    /// with `err` as the source.
+    pub fn spawn(path: impl Into<PathBuf>, err: impl Into<BoxError>) -> Error {
+        Error::with_source(ErrorKind::Spawn { path: path.into() }, err)
+    }
+
+    /// The plugin ran longer than `after` and was killed:
+    /// [`ErrorKind::Timeout`].
+    pub fn timeout(after: Duration) -> Error {
+        Error::new(ErrorKind::Timeout { after })
     }
 
     pub(crate) fn config(problem: ConfigProblem) -> Error {
@@ -564,7 +549,7 @@ impl Error {
     /// ("try again later").
     pub fn is_retryable(&self) -> bool {
         self.plugin_error()
-            .is_some_and(|e| e.code() == crate::result::ErrorCode::TryAgainLater)
+            .is_some_and(|e| e.code() == crate::plugin_error::ErrorCode::TryAgainLater)
     }
 
     /// Whether a plugin answered STATUS with "not ready": code 50 (plugin
@@ -575,15 +560,19 @@ impl Error {
         self.plugin_error().is_some_and(|e| {
             matches!(
                 e.code(),
-                crate::result::ErrorCode::NotAvailable
-                    | crate::result::ErrorCode::LimitedConnectivity
+                crate::plugin_error::ErrorCode::NotAvailable
+                    | crate::plugin_error::ErrorCode::LimitedConnectivity
             )
         })
     }
 
-    /// Whether the error is a timeout of a plugin run.
+    /// Whether the error is a timeout: of a plugin run, or of the call's
+    /// deadline.
     pub fn is_timeout(&self) -> bool {
-        matches!(self.inner.kind, ErrorKind::Timeout { .. })
+        matches!(
+            self.inner.kind,
+            ErrorKind::Timeout { .. } | ErrorKind::DeadlineExceeded
+        )
     }
 }
 

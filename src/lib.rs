@@ -41,16 +41,22 @@
 #![deny(missing_docs)]
 #![warn(rustdoc::broken_intra_doc_links)]
 
+mod blocking;
 mod cache;
 mod cni;
 pub mod config;
 pub mod error;
 pub mod exec;
+mod exit;
 mod json;
+mod name;
+mod op;
 pub mod plan;
+mod plugin_error;
 pub mod result;
 pub mod version;
 
+pub use blocking::BlockingCni;
 pub use cache::{Attachment, CachedConfig, DEFAULT_CACHE_DIR};
 pub use cni::{Cni, DEFAULT_KILL_GRACE, DEFAULT_TIMEOUT, GcReport};
 pub use config::{ConfigLoader, LoadedConfigs, NetworkConfigList, NetworkLookup, PluginConfig};

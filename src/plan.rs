@@ -11,6 +11,7 @@ use std::ffi::{OsStr, OsString};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -29,6 +30,8 @@ pub struct RuntimeConfig {
     args: Vec<(String, String)>,
     capability_args: Map<String, Value>,
     plugin_env: Option<PluginEnv>,
+    cache_dir: Option<PathBuf>,
+    deadline: Option<Instant>,
 }
 
 impl RuntimeConfig {
@@ -55,7 +58,7 @@ impl RuntimeConfig {
     }
 
     /// Replaces the `CNI_ARGS` pairs.
-    pub fn args(mut self, args: Vec<(String, String)>) -> RuntimeConfig {
+    pub fn with_args(mut self, args: Vec<(String, String)>) -> RuntimeConfig {
         self.args = args;
         self
     }
@@ -69,7 +72,7 @@ impl RuntimeConfig {
     }
 
     /// Replaces the capability arguments.
-    pub fn capability_args(mut self, args: Map<String, Value>) -> RuntimeConfig {
+    pub fn with_capability_args(mut self, args: Map<String, Value>) -> RuntimeConfig {
         self.capability_args = args;
         self
     }
@@ -90,24 +93,60 @@ impl RuntimeConfig {
     }
 
     /// The `CNI_ARGS` pairs.
-    pub fn cni_args(&self) -> &[(String, String)] {
+    pub fn args(&self) -> &[(String, String)] {
         &self.args
     }
 
     /// The capability arguments.
-    pub fn capability_arguments(&self) -> &Map<String, Value> {
+    pub fn capability_args(&self) -> &Map<String, Value> {
         &self.capability_args
+    }
+
+    /// Uses another cache directory for this call than the
+    /// [`Cni`](crate::Cni)'s (libcni's deprecated `RuntimeConf.CacheDir`).
+    pub fn with_cache_dir(mut self, dir: impl Into<PathBuf>) -> RuntimeConfig {
+        self.cache_dir = Some(dir.into());
+        self
+    }
+
+    /// This call's own cache directory, if it has one.
+    pub fn cache_dir(&self) -> Option<&Path> {
+        self.cache_dir.as_deref()
+    }
+
+    /// Sets a deadline for the whole call: waiting for the attachment's
+    /// lock, every plugin run and the cache write. At the deadline the
+    /// running plugin's process group is killed (`SIGKILL`) and the call
+    /// fails with [`ErrorKind::DeadlineExceeded`](crate::ErrorKind); what
+    /// already ran stays as it is (no cache entry is written). Each plugin
+    /// run is also bounded by the [`Cni`](crate::Cni)'s timeout. Default: no
+    /// deadline.
+    pub fn with_deadline(mut self, deadline: Instant) -> RuntimeConfig {
+        self.deadline = Some(deadline);
+        self
+    }
+
+    /// [`with_deadline`](Self::with_deadline) `timeout` from now; a timeout
+    /// too large to represent means no deadline.
+    pub fn with_timeout(mut self, timeout: Duration) -> RuntimeConfig {
+        self.deadline = Instant::now().checked_add(timeout);
+        self
+    }
+
+    /// This call's deadline, if it has one.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.deadline
     }
 
     /// Shapes the plugins' environment for this call, on top of the
     /// [`Cni`](crate::Cni)'s own [`PluginEnv`]. Default: no change.
-    pub fn plugin_env(mut self, env: PluginEnv) -> RuntimeConfig {
+    pub fn with_plugin_env(mut self, env: PluginEnv) -> RuntimeConfig {
         self.plugin_env = Some(env);
         self
     }
 
-    /// The environment changes of this call, if any.
-    pub fn plugin_env_changes(&self) -> Option<&PluginEnv> {
+    /// This call's environment changes, if any.
+    pub fn plugin_env(&self) -> Option<&PluginEnv> {
         self.plugin_env.as_ref()
     }
 
@@ -126,8 +165,8 @@ impl RuntimeConfig {
 /// `CNI_NETNS_OVERRIDE`, log levels and proxies from there. A `PluginEnv`
 /// can start from an empty environment instead, set variables, and remove
 /// some (secrets). It applies per [`Cni`](crate::Cni)
-/// ([`Cni::plugin_env`](crate::Cni::plugin_env)) and per call
-/// ([`RuntimeConfig::plugin_env`]), the call's changes after the `Cni`'s;
+/// ([`Cni::with_plugin_env`](crate::Cni::with_plugin_env)) and per call
+/// ([`RuntimeConfig::with_plugin_env`]), the call's changes after the `Cni`'s;
 /// the six CNI variables are always set last.
 ///
 /// ```

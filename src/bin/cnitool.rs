@@ -255,14 +255,14 @@ fn prepare(cli: &Cli) -> Result<Job> {
         .collect();
     let mut cni = Cni::new(dirs);
     if let Some(dir) = env_nonempty("CNI_CACHE_DIR") {
-        cni = cni.cache_dir(dir);
+        cni = cni.with_cache_dir(dir);
     }
     if let Some(t) = cli.timeout {
-        cni = cni.timeout(t);
+        cni = cni.with_timeout(t);
     }
     let rt = RuntimeConfig::new(cid, netns, ifname)
-        .args(args)
-        .capability_args(rt_caps);
+        .with_args(args)
+        .with_capability_args(rt_caps);
     Ok(Job {
         cni,
         list,

@@ -18,8 +18,9 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-use crate::error::{AttachmentField, Error, ErrorKind};
+use crate::error::{Error, ErrorKind};
 use crate::json::{get_ci, to_go_json};
+pub(crate) use crate::name::entry_name;
 use crate::plan::RuntimeConfig;
 use crate::result::CniResult;
 
@@ -67,9 +68,20 @@ pub struct Attachment {
     /// The network namespace path (empty if not recorded).
     pub netns: String,
     /// The `CNI_ARGS` pairs.
-    pub cni_args: Vec<(String, String)>,
+    pub args: Vec<(String, String)>,
     /// The capability arguments.
     pub capability_args: Map<String, Value>,
+}
+
+impl Attachment {
+    /// The runtime config the attachment was added with (container ID,
+    /// netns, interface name, `CNI_ARGS`, capability arguments), as GC uses
+    /// it to delete a stale attachment.
+    pub fn runtime_config(&self) -> RuntimeConfig {
+        RuntimeConfig::new(&*self.container_id, &*self.netns, &*self.ifname)
+            .with_args(self.args.clone())
+            .with_capability_args(self.capability_args.clone())
+    }
 }
 
 /// A decoded `cniCacheV1` file.
@@ -104,32 +116,6 @@ struct EntryOut<'a> {
     result: &'a RawValue,
 }
 
-/// The name of an attachment's cache entry, `<network>-<container id>-<ifname>`,
-/// refusing parts that are empty or would escape the results directory.
-pub(crate) fn entry_name(network: &str, rt: &RuntimeConfig) -> Result<String, Error> {
-    check_component(AttachmentField::NetworkName, network)?;
-    check_component(AttachmentField::ContainerId, rt.container_id())?;
-    check_component(AttachmentField::IfName, rt.ifname())?;
-    Ok(format!("{network}-{}-{}", rt.container_id(), rt.ifname()))
-}
-
-fn check_component(field: AttachmentField, value: &str) -> Result<(), Error> {
-    let reason = if value.is_empty() {
-        "must not be empty"
-    } else if value.contains('/') {
-        "contains `/`, which would escape the cache directory"
-    } else if value.contains('\0') {
-        "contains a NUL byte"
-    } else {
-        return Ok(());
-    };
-    Err(Error::new(ErrorKind::InvalidAttachment {
-        field,
-        value: value.to_owned(),
-        reason,
-    }))
-}
-
 /// Runs blocking file-system work off the async reactor.
 pub(crate) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
     match tokio::task::spawn_blocking(f).await {
@@ -156,11 +142,11 @@ pub(crate) fn encode(
         network,
         netns: rt.netns(),
         cni_args: rt
-            .cni_args()
+            .args()
             .iter()
             .map(|(k, v)| [k.as_str(), v.as_str()])
             .collect(),
-        capability_args: rt.capability_arguments(),
+        capability_args: rt.capability_args(),
         result: &result_raw,
     };
     to_go_json(&entry)
@@ -410,7 +396,7 @@ pub(crate) fn attachments(
             ifname: e.ifname,
             config: e.config.unwrap_or_default(),
             netns: e.netns,
-            cni_args: e.cni_args.unwrap_or_default(),
+            args: e.cni_args.unwrap_or_default(),
             capability_args: e.capability_args.unwrap_or_default(),
         });
     }
@@ -493,9 +479,9 @@ pub(crate) fn cached_config(bytes: &[u8], rt: &RuntimeConfig) -> Result<CachedCo
     let entry = decode(bytes).map_err(|reason| Error::new(ErrorKind::Cache { reason }))?;
     let mut runtime = rt.clone();
     if let Some(args) = entry.cni_args {
-        runtime = runtime.args(args);
+        runtime = runtime.with_args(args);
     }
-    runtime = runtime.capability_args(entry.capability_args.unwrap_or_default());
+    runtime = runtime.with_capability_args(entry.capability_args.unwrap_or_default());
     Ok(CachedConfig {
         config: entry.config.unwrap_or_default(),
         runtime,

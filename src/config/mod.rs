@@ -17,6 +17,7 @@ use serde_json::value::RawValue;
 pub use self::load::{ConfigLoader, LoadedConfigs, NetworkLookup};
 use crate::error::{ConfigProblem, Error, ErrorKind, VersionProblem};
 use crate::json::{RawObject, compact_into, raw_type, to_go_json};
+use crate::name::{valid_name, valid_plugin_type};
 use crate::version::{Version, select_version};
 
 /// A network configuration list: a named network and the chain of plugins
@@ -371,20 +372,6 @@ impl PluginConfig {
     pub fn source(&self) -> Option<&Path> {
         self.source.as_deref()
     }
-}
-
-/// Whether `t` can name a plugin binary: a non-empty file name, not `.` or
-/// `..`, without `/` or NUL.
-pub(crate) fn valid_plugin_type(t: &str) -> bool {
-    !t.is_empty() && t != "." && t != ".." && !t.contains(['/', '\0'])
-}
-
-/// The spec's network name rule (libcni's `ValidateNetworkName` regex
-/// `^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$`).
-pub(crate) fn valid_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
-        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
 }
 
 fn validate_network_name(name: &str) -> Result<(), Error> {

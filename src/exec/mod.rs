@@ -4,10 +4,10 @@
 //! [`ProcessExec`] runs real processes; tests (and runtimes with special
 //! needs) can supply their own.
 
+mod outcome;
 mod process;
 
 use std::ffi::OsString;
-use std::fmt;
 use std::future::Future;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -15,6 +15,7 @@ use std::time::Duration;
 
 pub use self::process::ProcessExec;
 use crate::error::{Error, ErrorKind, Op};
+pub use crate::exit::ExitStatus;
 
 /// The default plugin directory.
 pub const DEFAULT_PLUGIN_DIR: &str = "/opt/cni/bin";
@@ -60,32 +61,6 @@ impl<'a> ExecRequest<'a> {
             stdin,
             timeout,
             kill_grace,
-        }
-    }
-}
-
-/// How a plugin process ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum ExitStatus {
-    /// It exited with this code.
-    Exited(i32),
-    /// It was killed by this signal.
-    Signaled(i32),
-}
-
-impl ExitStatus {
-    /// Whether it exited with code 0.
-    pub fn success(self) -> bool {
-        self == ExitStatus::Exited(0)
-    }
-}
-
-impl fmt::Display for ExitStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ExitStatus::Exited(c) => write!(f, "exit status {c}"),
-            ExitStatus::Signaled(s) => write!(f, "killed by signal {s}"),
         }
     }
 }
@@ -149,7 +124,7 @@ pub trait PluginExec: Send + Sync {
 /// libcni, [`ErrorKind::PluginNotExecutable`] when the file found has no
 /// execute bit (libcni fails later, at exec).
 pub fn find_plugin(plugin_type: &str, dirs: &[PathBuf]) -> Result<PathBuf, Error> {
-    if !crate::config::valid_plugin_type(plugin_type) {
+    if !crate::name::valid_plugin_type(plugin_type) {
         return Err(Error::new(ErrorKind::InvalidPluginName {
             name: plugin_type.to_owned(),
         }));

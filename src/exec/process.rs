@@ -14,7 +14,7 @@ use tokio::process::{ChildStderr, ChildStdin, ChildStdout};
 use tokio::time::Instant;
 
 use super::{ExecOutput, ExecRequest, ExitStatus, PluginExec};
-use crate::error::{Error, ErrorKind};
+use crate::error::Error;
 
 /// How long to keep reading a plugin's stdout and stderr after it exits,
 /// when a process it left behind still holds them open.
@@ -305,14 +305,7 @@ fn pipes(child: &mut std::process::Child) -> io::Result<(ChildStdin, ChildStdout
 impl PluginExec for ProcessExec {
     async fn exec(&self, req: ExecRequest<'_>) -> Result<ExecOutput, Error> {
         let started = std::time::Instant::now();
-        let spawn_err = |e: io::Error| {
-            Error::with_source(
-                ErrorKind::Spawn {
-                    path: req.path.to_owned(),
-                },
-                e,
-            )
-        };
+        let spawn_err = |e: io::Error| Error::spawn(req.path, e);
         let mut child = spawn(&req).await.map_err(spawn_err)?;
         let mut plugin = match GroupGuard::new(&child) {
             Ok(guard) => guard,
@@ -364,7 +357,7 @@ impl PluginExec for ProcessExec {
                 }
                 () = &mut expired => {
                     terminate(&mut plugin, req.kill_grace).await;
-                    return Err(Error::new(ErrorKind::Timeout { after: req.timeout }));
+                    return Err(Error::timeout(req.timeout));
                 }
             }
         };

@@ -8,20 +8,19 @@
 //! reproduces libcni 1.3's bytes, so what a plugin receives as `prevResult`
 //! and what lands in the cache are what libcni would have written.
 
-mod error;
 mod types;
 
 use std::net::IpAddr;
 
 use serde_json::{Map, Value};
 
-pub use self::error::{ErrorCode, PluginError};
 pub use self::types::{
     Dns, Interface, IpConfig, IpConfig020, IpConfig040, IpNet, Result020, Result040, Result100,
     Route,
 };
 use crate::error::{Error, ErrorKind};
 use crate::json::{get_ci, to_go_json, to_go_json_pretty, to_go_json_sorted};
+pub use crate::plugin_error::{ErrorCode, PluginError};
 use crate::version::{SpecVersion, json_type};
 
 /// A plugin result in one of the spec's shapes.

@@ -51,7 +51,7 @@ fn cache_file_is_byte_identical_to_libcni() {
 #[test]
 fn cache_layout_and_permissions_match_libcni() {
     let env = reference_env("perms");
-    let cni = env.cni().cache_dir(env.path("deep/er/cache"));
+    let cni = env.cni().with_cache_dir(env.path("deep/er/cache"));
     block_on(cni.add_network_list(&env.list(CONFLIST), &reference_rt())).unwrap();
     let results = env.path("deep/er/cache/results");
     let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
@@ -327,7 +327,7 @@ fn the_configured_cache_directory_may_be_a_symlink() {
     std::fs::create_dir_all(&real).unwrap();
     let link = env.path("var-lib-cni");
     std::os::unix::fs::symlink(&real, &link).unwrap();
-    let cni = env.cni().cache_dir(&link);
+    let cni = env.cni().with_cache_dir(&link);
     let rt = reference_rt();
     block_on(cni.add_network_list(&env.list(CONFLIST), &rt)).unwrap();
     assert!(

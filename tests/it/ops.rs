@@ -393,7 +393,7 @@ fn failures_without_an_error_object_are_distinct() {
     };
     let e = run(json!({"exit": 2, "stdout": ""}));
     assert!(
-        matches!(e.kind(), ErrorKind::PluginExit { status, stdout, stderr, .. } if status == "exit status 2" && stdout.is_empty() && stderr.is_empty()),
+        matches!(e.kind(), ErrorKind::PluginExit { status, stdout, stderr, .. } if *status == libcni::exec::ExitStatus::Exited(2) && stdout.is_empty() && stderr.is_empty()),
         "{e:?}"
     );
     let e = run(json!({"exit": 3, "stdout": "garbage", "stderr": "trace"}));
@@ -542,8 +542,8 @@ fn timeout_kills_the_whole_process_group() {
     );
     let cni = env
         .cni()
-        .timeout(Duration::from_millis(800))
-        .kill_grace(Duration::from_millis(200));
+        .with_timeout(Duration::from_millis(800))
+        .with_kill_grace(Duration::from_millis(200));
     let e = block_on(cni.add_network_list(&list, &rt("c1"))).unwrap_err();
     assert!(e.is_timeout(), "{e}");
     assert_eq!((e.plugin(), e.op()), (Some("hang"), Some(Op::Add)));
@@ -562,8 +562,8 @@ fn timeout_gives_a_terminating_plugin_its_grace() {
     );
     let cni = env
         .cni()
-        .timeout(Duration::from_millis(300))
-        .kill_grace(Duration::from_secs(30));
+        .with_timeout(Duration::from_millis(300))
+        .with_kill_grace(Duration::from_secs(30));
     // The plugin dies of SIGTERM at once; the call does not wait for the grace.
     let started = std::time::Instant::now();
     let e = block_on(cni.add_network_list(&list, &rt("c1"))).unwrap_err();
@@ -587,7 +587,7 @@ fn a_daemon_holding_stdout_does_not_block_add_and_is_left_running() {
             json!({"ADD": {"spawnChild": {"pidFile": child_pids, "holdStdout": true, "sleepMs": 600000}}}),
         )],
     );
-    let cni = env.cni().timeout(Duration::from_secs(300));
+    let cni = env.cni().with_timeout(Duration::from_secs(300));
     let result = block_on(cni.add_network_list(&list, &rt("c1"))).unwrap();
     assert_eq!(result.to_latest().interfaces[0].name, "forker");
     let child = pids(&child_pids);
@@ -713,7 +713,7 @@ fn operations_on_distinct_attachments_run_concurrently() {
         "1.0.0",
         &[("p2", json!({"ADD": {"touch": b, "waitFor": a}}))],
     );
-    let cni = env.cni().timeout(Duration::from_secs(20));
+    let cni = env.cni().with_timeout(Duration::from_secs(20));
     let (rt1, rt2) = (rt("c1"), rt("c2"));
     let (r1, r2) = block_on(async {
         tokio::join!(
@@ -842,11 +842,11 @@ fn cached_config_and_attachments_report_what_add_recorded() {
     let got = cni.cached_config(&list, &rt("c1")).unwrap().unwrap();
     assert_eq!(got.config(), list.bytes());
     assert_eq!(
-        got.runtime_config().cni_args(),
+        got.runtime_config().args(),
         [("A".to_owned(), "1".to_owned())]
     );
     assert_eq!(
-        got.runtime_config().capability_arguments()["portMappings"],
+        got.runtime_config().capability_args()["portMappings"],
         json!([])
     );
     assert!(cni.cached_config(&list, &rt("nope")).unwrap().is_none());
@@ -1059,7 +1059,7 @@ fn plugin_env_is_the_callers_and_can_be_shaped_per_cni_and_per_call() {
     let get = |i: usize, k: &str| env.calls("a")[i]["env"].get(k).cloned();
     let path = std::env::var("PATH").unwrap();
     // Per Cni: set a variable and a secret; the CNI variables still win.
-    let cni = env.cni().plugin_env(
+    let cni = env.cni().with_plugin_env(
         PluginEnv::inherit()
             .set("SECRET", "s3cret")
             .set("LOG_LEVEL", "debug")
@@ -1071,12 +1071,12 @@ fn plugin_env_is_the_callers_and_can_be_shaped_per_cni_and_per_call() {
     assert_eq!(get(0, "LOG_LEVEL"), Some(json!("debug")));
     assert_eq!(get(0, "CNI_IFNAME"), Some(json!("eth0")));
     // Per call, on top: remove the secret.
-    let call = rt("c1").plugin_env(PluginEnv::inherit().remove("SECRET"));
+    let call = rt("c1").with_plugin_env(PluginEnv::inherit().remove("SECRET"));
     block_on(cni.del_network_list(&list, &call)).unwrap();
     assert_eq!(get(1, "SECRET"), None);
     assert_eq!(get(1, "PATH"), Some(json!(path)));
     // Per call: start empty (the Cni's variables go too).
-    let call = rt("c2").plugin_env(PluginEnv::empty().set("ONLY", "this"));
+    let call = rt("c2").with_plugin_env(PluginEnv::empty().set("ONLY", "this"));
     block_on(cni.add_network_list(&list, &call)).unwrap();
     let e = env.calls("a")[2]["env"].as_object().unwrap().clone();
     let mut keys: Vec<&str> = e.keys().map(String::as_str).collect();
@@ -1132,8 +1132,8 @@ fn timeout_kills_the_group_once_the_plugin_has_exited_even_with_no_grace_limit()
     );
     let cni = env
         .cni()
-        .timeout(Duration::from_millis(1500))
-        .kill_grace(Duration::MAX);
+        .with_timeout(Duration::from_millis(1500))
+        .with_kill_grace(Duration::MAX);
     let e = block_on(cni.add_network_list(&list, &rt("c1"))).unwrap_err();
     assert!(e.is_timeout(), "{e}");
     let leader = pids(&pidfile);
@@ -1146,7 +1146,10 @@ fn timeout_kills_the_group_once_the_plugin_has_exited_even_with_no_grace_limit()
 fn unlimited_timeout_and_grace_run_a_plugin_normally() {
     let env = TestEnv::new("maxtime");
     let list = conflist(&env, "m", "1.0.0", &[("p", json!({}))]);
-    let cni = env.cni().timeout(Duration::MAX).kill_grace(Duration::MAX);
+    let cni = env
+        .cni()
+        .with_timeout(Duration::MAX)
+        .with_kill_grace(Duration::MAX);
     let result = block_on(cni.add_network_list(&list, &rt("c1"))).unwrap();
     assert_eq!(result.to_latest().interfaces[0].name, "p");
 }

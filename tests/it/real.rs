@@ -23,8 +23,8 @@ use crate::support::{TestEnv, cnitool_bin};
 /// A runtime on the real plugins, caching in the test's environment.
 fn real_cni(env: &TestEnv) -> Cni {
     Cni::new([REAL_PLUGIN_DIR])
-        .cache_dir(&env.cache)
-        .timeout(Duration::from_secs(60))
+        .with_cache_dir(&env.cache)
+        .with_timeout(Duration::from_secs(60))
 }
 
 /// A unique, valid container ID.
@@ -333,8 +333,8 @@ fn conflist_1_0_0_bridge_portmap_tuning() {
     // bridge and tuning from /usr/lib/cni; portmap through the IPv4-only
     // wrapper found first.
     let cni = Cni::new([ipv4_only_portmap(&env), PathBuf::from(REAL_PLUGIN_DIR)])
-        .cache_dir(&env.cache)
-        .timeout(Duration::from_secs(60));
+        .with_cache_dir(&env.cache)
+        .with_timeout(Duration::from_secs(60));
     // What the plugins change starts out different.
     assert_ne!(somaxconn(&ctr), "1234");
     assert!(!nat_rules(&host).contains("18080"));

@@ -101,9 +101,9 @@ impl TestEnv {
     /// A runtime on `bin/` and `cache/` with short timeouts.
     pub fn cni(&self) -> Cni {
         Cni::new([&self.bin])
-            .cache_dir(&self.cache)
-            .timeout(Duration::from_secs(20))
-            .kill_grace(Duration::from_millis(500))
+            .with_cache_dir(&self.cache)
+            .with_timeout(Duration::from_secs(20))
+            .with_kill_grace(Duration::from_millis(500))
     }
 
     /// What plugin `name` logged, one JSON object per call.

@@ -1,0 +1,237 @@
+//! What an embedder builds on: custom executors, synchronous use, per-call
+//! deadlines and cache directories.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use libcni::exec::{ExecOutput, ExecRequest, ExitStatus};
+use libcni::{BlockingCni, ErrorKind, Op, PluginExec, ProcessExec, RuntimeConfig};
+use serde_json::json;
+
+use crate::support::{TestEnv, assert_all_gone, stdin_of};
+
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+/// Records every request, runs most plugins as processes, and fails to
+/// start the ones named in `broken` (as a wrapper such as `nsenter` would
+/// when it cannot enter the namespace).
+#[derive(Default, Clone)]
+struct Recording {
+    calls: Arc<Mutex<Vec<(PathBuf, Op, String)>>>,
+    broken: Vec<&'static str>,
+}
+
+impl PluginExec for Recording {
+    async fn exec(&self, req: ExecRequest<'_>) -> Result<ExecOutput, libcni::Error> {
+        self.calls.lock().unwrap().push((
+            req.path.to_owned(),
+            req.op,
+            String::from_utf8_lossy(req.stdin).into_owned(),
+        ));
+        let name = req.path.file_name().unwrap().to_str().unwrap();
+        if self.broken.contains(&name) {
+            return Err(libcni::Error::spawn(
+                Path::new("/usr/bin/nsenter"),
+                std::io::Error::new(std::io::ErrorKind::PermissionDenied, "cannot enter netns"),
+            ));
+        }
+        if name == "fake" {
+            // Answered without any process at all.
+            let out = json!({"cniVersion": "1.0.0", "ips": [{"address": "10.1.2.3/24"}]});
+            return Ok(ExecOutput::new(
+                ExitStatus::Exited(0),
+                out.to_string().into_bytes(),
+                Vec::new(),
+            ));
+        }
+        if name == "slow" {
+            return Err(libcni::Error::timeout(Duration::from_millis(5)));
+        }
+        ProcessExec::new().exec(req).await
+    }
+}
+
+#[test]
+fn a_custom_executor_records_delegates_and_reports_typed_errors() {
+    let env = TestEnv::new("custom-exec");
+    for p in ["a", "b", "fake", "broken", "slow"] {
+        env.plugin(p);
+    }
+    let exec = Recording {
+        broken: vec!["broken"],
+        ..Recording::default()
+    };
+    let cni = env.cni().with_exec(exec.clone());
+    let list = env.list(r#"{"cniVersion":"1.0.0","name":"n","plugins":[{"type":"a"},{"type":"fake"},{"type":"b"}]}"#);
+    let rt = RuntimeConfig::new("c1", "/ns", "eth0");
+    let result = block_on(cni.add_network_list(&list, &rt)).unwrap();
+    assert_eq!(result.to_latest().interfaces[0].name, "b");
+    let calls = exec.calls.lock().unwrap().clone();
+    let names: Vec<String> = calls
+        .iter()
+        .map(|(p, op, _)| format!("{op} {}", p.file_name().unwrap().to_str().unwrap()))
+        .collect();
+    assert_eq!(names, ["ADD a", "ADD fake", "ADD b"]);
+    // `b` got the fake plugin's result as prevResult.
+    let b_stdin: serde_json::Value = serde_json::from_str(&calls[2].2).unwrap();
+    assert_eq!(b_stdin["prevResult"]["ips"][0]["address"], "10.1.2.3/24");
+    assert_eq!(
+        stdin_of(&env.calls("b")[0])["prevResult"]["ips"][0]["address"],
+        "10.1.2.3/24"
+    );
+
+    // Errors built with the public constructors get the call's context.
+    let list = env
+        .list(r#"{"cniVersion":"1.0.0","name":"n2","plugins":[{"type":"a"},{"type":"broken"}]}"#);
+    let e = block_on(cni.add_network_list(&list, &rt)).unwrap_err();
+    assert!(
+        matches!(e.kind(), ErrorKind::Spawn { path, .. } if path == Path::new("/usr/bin/nsenter")),
+        "{e}"
+    );
+    assert_eq!(
+        (e.plugin(), e.network(), e.op()),
+        (Some("broken"), Some("n2"), Some(Op::Add))
+    );
+    assert!(
+        std::error::Error::source(&e)
+            .unwrap()
+            .to_string()
+            .contains("cannot enter netns")
+    );
+    let list = env.list(r#"{"cniVersion":"1.0.0","name":"n3","plugins":[{"type":"slow"}]}"#);
+    let e = block_on(cni.add_network_list(&list, &rt)).unwrap_err();
+    assert!(e.is_timeout() && e.plugin() == Some("slow"), "{e}");
+}
+
+#[test]
+fn blocking_cni_works_without_a_runtime_and_from_several_threads() {
+    let env = TestEnv::new("blocking");
+    env.plugin("a");
+    let list = env.list(r#"{"cniVersion":"1.1.0","name":"sync","plugins":[{"type":"a"}]}"#);
+    let cni = BlockingCni::new(env.cni()).unwrap();
+    let rt = RuntimeConfig::new("c1", "/ns", "eth0");
+    let r = cni.add_network_list(&list, &rt).unwrap();
+    assert_eq!(r.version().as_str(), "1.1.0");
+    cni.check_network_list(&list, &rt).unwrap();
+    cni.status_network_list(&list).unwrap();
+    assert_eq!(cni.cached_attachments(None).unwrap().len(), 1);
+    std::thread::scope(|s| {
+        for i in 0..4 {
+            let (cni, list) = (&cni, &list);
+            s.spawn(move || {
+                let rt = RuntimeConfig::new(format!("t{i}"), "/ns", "eth0");
+                cni.add_network_list(list, &rt).unwrap();
+                cni.del_network_list(list, &rt).unwrap();
+            });
+        }
+    });
+    let report = cni.gc_network_list(&list, None).unwrap();
+    assert_eq!(report.deleted.len(), 1);
+    assert!(env.cache_files().is_empty());
+    assert!(cni.version_info("a").unwrap().supports("1.1.0"));
+}
+
+#[test]
+fn a_deadline_bounds_the_whole_call_and_kills_the_plugin() {
+    let env = TestEnv::new("deadline");
+    let pid_file = env.path("pids");
+    env.plugin("hang");
+    let list = env.list(
+        &json!({"cniVersion":"1.0.0","name":"d","plugins":[{"type":"hang","testPlugin":{"ADD":{"pidFile": pid_file, "hang": true}}}]})
+            .to_string(),
+    );
+    // The per-plugin timeout is far away; the call's deadline is not.
+    let cni = env.cni().with_timeout(Duration::from_secs(600));
+    let rt = RuntimeConfig::new("c1", "/ns", "eth0").with_timeout(Duration::from_millis(300));
+    let e = block_on(cni.add_network_list(&list, &rt)).unwrap_err();
+    assert!(matches!(e.kind(), ErrorKind::DeadlineExceeded), "{e}");
+    assert!(e.is_timeout());
+    assert_eq!((e.network(), e.op()), (Some("d"), Some(Op::Add)));
+    assert_all_gone(&[&pid_file], 1, "the hung plugin");
+    assert!(env.cache_files().is_empty());
+}
+
+#[test]
+fn a_deadline_covers_waiting_for_the_attachment_lock() {
+    let env = TestEnv::new("deadline-lock");
+    let started = env.path("started");
+    let release = env.path("release");
+    env.plugin("a");
+    let list = env.list(
+        &json!({"cniVersion":"1.0.0","name":"l","plugins":[{"type":"a","testPlugin":{"ADD":{"touch": started, "waitFor": release}}}]})
+            .to_string(),
+    );
+    let cni = env.cni();
+    let rt = RuntimeConfig::new("c1", "/ns", "eth0");
+    block_on(async {
+        let holder = cni.add_network_list(&list, &rt);
+        let waiter = async {
+            while !started.exists() {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            // The same attachment: waits for the lock the ADD holds.
+            let late = rt.clone().with_timeout(Duration::from_millis(200));
+            let res = cni.del_network_list(&list, &late).await;
+            std::fs::write(&release, "").unwrap();
+            res
+        };
+        let (added, waited) = tokio::join!(holder, waiter);
+        added.unwrap();
+        let e = waited.unwrap_err();
+        assert!(matches!(e.kind(), ErrorKind::DeadlineExceeded), "{e}");
+    });
+    // The DEL never ran a plugin; the ADD's entry is intact.
+    let cmds: Vec<_> = env
+        .calls("a")
+        .iter()
+        .map(|c| c["command"].clone())
+        .collect();
+    assert_eq!(cmds, [json!("ADD")]);
+    assert_eq!(env.cache_files(), ["l-c1-eth0"]);
+}
+
+#[test]
+fn a_call_can_use_its_own_cache_directory() {
+    let env = TestEnv::new("call-cache");
+    env.plugin("a");
+    let list = env.list(r#"{"cniVersion":"1.0.0","name":"cc","plugins":[{"type":"a"}]}"#);
+    let cni = env.cni();
+    let own = env.path("own-cache");
+    let rt = RuntimeConfig::new("c1", "/ns", "eth0").with_cache_dir(&own);
+    block_on(cni.add_network_list(&list, &rt)).unwrap();
+    assert!(own.join("results/cc-c1-eth0").is_file());
+    assert!(env.cache_files().is_empty(), "the Cni's cache is untouched");
+    assert!(cni.cached_result(&list, &rt).unwrap().is_some());
+    block_on(cni.del_network_list(&list, &rt)).unwrap();
+    // DEL got the cached result from the call's directory.
+    assert!(stdin_of(&env.calls("a")[1]).get("prevResult").is_some());
+    assert!(!own.join("results/cc-c1-eth0").exists());
+}
+
+#[test]
+fn names_read_both_ways() {
+    let cni = libcni::Cni::new(["/opt/cni/bin"])
+        .with_cache_dir("/tmp/x")
+        .with_timeout(Duration::from_secs(7))
+        .with_kill_grace(Duration::from_secs(2));
+    assert_eq!(cni.cache_dir(), Path::new("/tmp/x"));
+    assert_eq!(cni.timeout(), Duration::from_secs(7));
+    assert_eq!(cni.kill_grace(), Duration::from_secs(2));
+    assert_eq!(cni.plugin_dirs(), [PathBuf::from("/opt/cni/bin")]);
+    let rt = RuntimeConfig::new("c", "/ns", "eth0")
+        .with_args(vec![("A".into(), "1".into())])
+        .arg("B", "2")
+        .capability_arg("mac", json!("aa:bb:cc:dd:ee:ff"))
+        .with_cache_dir("/tmp/y");
+    assert_eq!(rt.args().len(), 2);
+    assert_eq!(rt.capability_args()["mac"], "aa:bb:cc:dd:ee:ff");
+    assert_eq!(rt.cache_dir(), Some(Path::new("/tmp/y")));
+    assert_eq!(rt.deadline(), None);
+}
