@@ -107,6 +107,67 @@ pub enum VersionProblem {
     },
 }
 
+/// Why the cache, or a cache file, cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CacheProblem {
+    /// A directory or file inside the cache directory is a symlink.
+    #[error("{what} is a symlink; not following it")]
+    Symlink {
+        /// What it is: `the results directory`, `the cache file`, ...
+        what: &'static str,
+    },
+    /// `results` or `locks` is not a directory.
+    #[error("`{name}` is not a directory")]
+    NotADirectory {
+        /// The directory's name.
+        name: &'static str,
+    },
+    /// The cache file is not a regular file (a FIFO, a directory, ...).
+    #[error("the cache file is not a regular file")]
+    NotARegularFile,
+    /// The cache directory could not be opened (see the operation's log).
+    #[error("the cache directory cannot be used")]
+    Unusable,
+    /// The file is not valid JSON.
+    #[error("not valid JSON: {reason}")]
+    NotJson {
+        /// The parser's message.
+        reason: String,
+    },
+    /// The file is JSON but not an object.
+    #[error("not a JSON object")]
+    NotAnObject,
+    /// A field has the wrong JSON type.
+    #[error("`{field}` is not {expected}")]
+    FieldType {
+        /// The field.
+        field: &'static str,
+        /// What it must be, e.g. `a string`.
+        expected: &'static str,
+    },
+    /// `config` is not standard base64.
+    #[error("`config` is not base64")]
+    NotBase64,
+    /// The file is not a `cniCacheV1` entry.
+    #[error("wrong kind {kind:?}, expected \"cniCacheV1\"")]
+    WrongKind {
+        /// The `kind` found.
+        kind: String,
+    },
+    /// The entry has no interface name or no network name.
+    #[error("the entry has no interface or network name")]
+    MissingNames,
+    /// The cached result cannot be used for this network (it does not
+    /// parse, or does not convert to the network's version); the cause is
+    /// the error's source.
+    #[error("cannot use the cached result: {reason}")]
+    UnusableResult {
+        /// The cause, as text.
+        reason: String,
+    },
+}
+
 /// Which field of an attachment is invalid.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -321,12 +382,12 @@ pub enum ErrorKind {
         /// Why.
         reason: &'static str,
     },
-    /// A cache file exists but cannot be used.
-    #[error("unusable cache file: {reason}")]
+    /// The cache, or a cache file, exists but cannot be used.
+    #[error("unusable cache: {problem}")]
     #[non_exhaustive]
     Cache {
         /// Why.
-        reason: String,
+        problem: CacheProblem,
     },
     /// A GC finished with failures; each names what failed.
     #[error("{} failure(s): {}", failures.len(), join_failures(failures))]

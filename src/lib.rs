@@ -21,6 +21,22 @@
 //! Behaviour follows the CNI spec 1.1.0 and the reference Go libcni v1.3.0;
 //! where this crate deliberately differs, the README says so.
 //!
+//! # Runtime
+//!
+//! [`Cni`]'s operations are futures for a tokio runtime with its I/O and time
+//! drivers enabled (`#[tokio::main]`, or `Builder::enable_all`); polled
+//! elsewhere they panic ("there is no reactor running"). A current-thread
+//! runtime is enough: file-system work runs on tokio's blocking pool.
+//! Synchronous code uses [`BlockingCni`], which owns a small runtime.
+//!
+//! # Plugging in
+//!
+//! [`PluginExec`] is the seam to the kernel: a custom executor (one that runs
+//! plugins through `nsenter`, in a sandbox, or records calls for tests)
+//! returns [`ExecOutput`](exec::ExecOutput) for a run and reports failures
+//! with [`Error::spawn`], [`Error::timeout`] and [`Error::io`]; install it
+//! with [`Cni::with_exec`].
+//!
 //! # Example
 //!
 //! ```no_run
@@ -60,7 +76,7 @@ pub use blocking::BlockingCni;
 pub use cache::{Attachment, CachedConfig, DEFAULT_CACHE_DIR};
 pub use cni::{Cni, DEFAULT_KILL_GRACE, DEFAULT_TIMEOUT, GcReport};
 pub use config::{ConfigLoader, LoadedConfigs, NetworkConfigList, NetworkLookup, PluginConfig};
-pub use error::{Error, ErrorKind, GcFailure, Op};
+pub use error::{CacheProblem, Error, ErrorKind, GcFailure, Op};
 pub use exec::{DEFAULT_PLUGIN_DIR, PluginExec, ProcessExec};
 pub use plan::{AttachmentId, Invocation, Plan, PluginEnv, RuntimeConfig};
 pub use result::{CniResult, ErrorCode, PluginError};

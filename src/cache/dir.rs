@@ -29,7 +29,7 @@ use std::time::{Duration, SystemTime};
 use rustix::fs::{AtFlags, FileType, FlockOperation, Mode, OFlags};
 use rustix::io::Errno;
 
-use crate::error::{Error, ErrorKind};
+use crate::error::{CacheProblem, Error, ErrorKind};
 
 /// The directory of cached results, as libcni names it.
 pub(crate) const RESULTS: &str = "results";
@@ -71,9 +71,9 @@ pub(crate) struct OpenCache {
 }
 
 /// Why a sub-directory of the cache cannot be used.
-fn symlink_error(path: PathBuf, what: &str) -> Error {
+fn symlink_error(path: PathBuf, what: &'static str) -> Error {
     Error::new(ErrorKind::Cache {
-        reason: format!("{what} is a symlink; not following it"),
+        problem: CacheProblem::Symlink { what },
     })
     .at_path(path)
 }
@@ -126,7 +126,7 @@ impl OpenCache {
     ///
     /// [`ErrorKind::Cache`] when it is a symlink or not a directory,
     /// [`ErrorKind::Io`] otherwise.
-    pub(crate) fn subdir(&self, sub: &str, create: bool) -> Result<Option<OwnedFd>, Error> {
+    pub(crate) fn subdir(&self, sub: &'static str, create: bool) -> Result<Option<OwnedFd>, Error> {
         let path = || self.path.join(sub);
         let mut created = false;
         loop {
@@ -145,10 +145,19 @@ impl OpenCache {
                     let st = rustix::fs::statat(&self.root, sub, AtFlags::SYMLINK_NOFOLLOW);
                     return Err(match st {
                         Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Symlink => {
-                            symlink_error(path(), &format!("the `{sub}` directory"))
+                            symlink_error(
+                                path(),
+                                if sub == RESULTS {
+                                    "the results directory"
+                                } else if sub == LOCKS {
+                                    "the locks directory"
+                                } else {
+                                    "the temp directory"
+                                },
+                            )
                         }
                         _ => Error::new(ErrorKind::Cache {
-                            reason: format!("`{sub}` is not a directory"),
+                            problem: CacheProblem::NotADirectory { name: sub },
                         })
                         .at_path(path()),
                     });
@@ -182,7 +191,7 @@ impl OpenCache {
             .map_err(|e| Error::io("reading cache file", &path(), io_err(e)))?;
         if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
             return Err(Error::new(ErrorKind::Cache {
-                reason: "the cache file is not a regular file".into(),
+                problem: CacheProblem::NotARegularFile,
             })
             .at_path(path()));
         }

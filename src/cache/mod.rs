@@ -15,10 +15,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
-use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-use crate::error::{Error, ErrorKind};
+use crate::error::{CacheProblem, Error, ErrorKind};
 use crate::json::{get_ci, to_go_json};
 pub(crate) use crate::name::entry_name;
 use crate::plan::RuntimeConfig;
@@ -113,7 +112,7 @@ struct EntryOut<'a> {
     cni_args: Vec<[&'a str; 2]>,
     #[serde(rename = "capabilityArgs", skip_serializing_if = "Map::is_empty")]
     capability_args: &'a Map<String, Value>,
-    result: &'a RawValue,
+    // `result` comes last, spliced in as bytes (see `encode`).
 }
 
 /// Runs blocking file-system work off the async reactor.
@@ -131,9 +130,6 @@ pub(crate) fn encode(
     config: &[u8],
     result: &CniResult,
 ) -> Vec<u8> {
-    let result_json = result.to_json_sorted();
-    let result_raw: Box<RawValue> =
-        serde_json::from_slice(&result_json).expect("results serialise to valid JSON");
     let entry = EntryOut {
         kind: KIND,
         container_id: rt.container_id(),
@@ -147,9 +143,16 @@ pub(crate) fn encode(
             .map(|(k, v)| [k.as_str(), v.as_str()])
             .collect(),
         capability_args: rt.capability_args(),
-        result: &result_raw,
     };
-    to_go_json(&entry)
+    // The result is serialised once, sorted as libcni 1.3 writes it, and
+    // spliced in as the last field instead of being parsed back.
+    let mut out = to_go_json(&entry);
+    debug_assert_eq!(out.last(), Some(&b'}'));
+    out.pop();
+    out.extend_from_slice(b",\"result\":");
+    out.extend_from_slice(&result.to_json_sorted());
+    out.push(b'}');
+    out
 }
 
 /// What an operation does to the cache entry when it ends.
@@ -241,7 +244,7 @@ impl SlotState {
                 (Some(c), Some(r)) => c.read(r.as_fd(), &self.name),
                 _ => Err(self.problem.take().unwrap_or_else(|| {
                     Error::new(ErrorKind::Cache {
-                        reason: "the cache directory cannot be used".into(),
+                        problem: CacheProblem::Unusable,
                     })
                 })),
             });
@@ -373,8 +376,8 @@ pub(crate) fn attachments(
         };
         let e = match decode(&bytes) {
             Ok(e) => e,
-            Err(reason) => {
-                skipped.push(Error::new(ErrorKind::Cache { reason }).at_path(path()));
+            Err(problem) => {
+                skipped.push(Error::new(ErrorKind::Cache { problem }).at_path(path()));
                 continue;
             }
         };
@@ -384,7 +387,7 @@ pub(crate) fn attachments(
         if e.ifname.is_empty() || e.network.is_empty() {
             skipped.push(
                 Error::new(ErrorKind::Cache {
-                    reason: "the entry has no interface or network name".into(),
+                    problem: CacheProblem::MissingNames,
                 })
                 .at_path(path()),
             );
@@ -404,18 +407,28 @@ pub(crate) fn attachments(
 }
 /// Decodes a cache file as a `cniCacheV1` entry with Go's rules; `Err` when
 /// it is not valid JSON, has a field of the wrong type, or has another kind.
-pub(crate) fn decode(bytes: &[u8]) -> Result<Entry, String> {
-    let v: Value = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+pub(crate) fn decode(bytes: &[u8]) -> Result<Entry, CacheProblem> {
+    use CacheProblem::FieldType;
+    let v: Value = serde_json::from_slice(bytes).map_err(|e| CacheProblem::NotJson {
+        reason: e.to_string(),
+    })?;
     let obj = match &v {
         Value::Object(m) => m,
-        Value::Null => return Err("wrong kind: \"\"".into()),
-        _ => return Err("not a JSON object".into()),
+        Value::Null => {
+            return Err(CacheProblem::WrongKind {
+                kind: String::new(),
+            });
+        }
+        _ => return Err(CacheProblem::NotAnObject),
     };
-    let string = |k: &str| -> Result<String, String> {
-        match get_ci(obj, k) {
+    let string = |field: &'static str| -> Result<String, CacheProblem> {
+        match get_ci(obj, field) {
             None | Some(Value::Null) => Ok(String::new()),
             Some(Value::String(s)) => Ok(s.clone()),
-            Some(_) => Err(format!("`{k}` is not a string")),
+            Some(_) => Err(FieldType {
+                field,
+                expected: "a string",
+            }),
         }
     };
     let kind = string("kind")?;
@@ -428,8 +441,17 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Entry, String> {
     };
     e.config = match get_ci(obj, "config") {
         None | Some(Value::Null) => None,
-        Some(Value::String(s)) => Some(base64_decode(s).ok_or("`config` is not base64")?),
-        Some(_) => return Err("`config` is not a string".into()),
+        Some(Value::String(s)) => Some(base64_decode(s).ok_or(CacheProblem::NotBase64)?),
+        Some(_) => {
+            return Err(FieldType {
+                field: "config",
+                expected: "a string",
+            });
+        }
+    };
+    let pairs = FieldType {
+        field: "cniArgs",
+        expected: "an array of [key, value] string pairs",
     };
     e.cni_args = match get_ci(obj, "cniArgs") {
         None | Some(Value::Null) => None,
@@ -437,24 +459,34 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Entry, String> {
             a.iter()
                 .map(|p| match p.as_array().map(Vec::as_slice) {
                     Some([Value::String(k), Value::String(v)]) => Ok((k.clone(), v.clone())),
-                    _ => Err("`cniArgs` holds something other than a [key, value] pair".to_owned()),
+                    _ => Err(pairs.clone()),
                 })
                 .collect::<Result<_, _>>()?,
         ),
-        Some(_) => return Err("`cniArgs` is not an array".into()),
+        Some(_) => return Err(pairs),
     };
     e.capability_args = match get_ci(obj, "capabilityArgs") {
         None | Some(Value::Null) => None,
         Some(Value::Object(m)) => Some(m.clone()),
-        Some(_) => return Err("`capabilityArgs` is not an object".into()),
+        Some(_) => {
+            return Err(FieldType {
+                field: "capabilityArgs",
+                expected: "an object",
+            });
+        }
     };
     e.result = match get_ci(obj, "result") {
         None | Some(Value::Null) => None,
         Some(v @ Value::Object(_)) => Some(v.clone()),
-        Some(_) => return Err("`result` is not an object".into()),
+        Some(_) => {
+            return Err(FieldType {
+                field: "result",
+                expected: "an object",
+            });
+        }
     };
     if kind != KIND {
-        return Err(format!("wrong kind: {kind:?}"));
+        return Err(CacheProblem::WrongKind { kind });
     }
     Ok(e)
 }
@@ -476,7 +508,7 @@ pub(crate) fn cached_result(bytes: &[u8]) -> Result<CniResult, Error> {
 
 /// libcni's `GetNetworkListCachedConfig`.
 pub(crate) fn cached_config(bytes: &[u8], rt: &RuntimeConfig) -> Result<CachedConfig, Error> {
-    let entry = decode(bytes).map_err(|reason| Error::new(ErrorKind::Cache { reason }))?;
+    let entry = decode(bytes).map_err(|problem| Error::new(ErrorKind::Cache { problem }))?;
     let mut runtime = rt.clone();
     if let Some(args) = entry.cni_args {
         runtime = runtime.with_args(args);
@@ -488,63 +520,29 @@ pub(crate) fn cached_config(bytes: &[u8], rt: &RuntimeConfig) -> Result<CachedCo
     })
 }
 
-const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+/// Go's `base64.StdEncoding`: standard alphabet, padding required, and
+/// (not being `Strict`) non-zero trailing bits accepted.
+const GO_STD: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    base64::engine::GeneralPurposeConfig::new()
+        .with_decode_allow_trailing_bits(true)
+        .with_decode_padding_mode(base64::engine::DecodePaddingMode::RequireCanonical),
+);
 
 /// Standard base64 with padding (Go's `[]byte` JSON encoding).
 pub(crate) fn base64_encode(data: &[u8]) -> String {
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(B64[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+    base64::Engine::encode(&GO_STD, data)
 }
 
 /// Decodes standard base64 with padding, as Go's `encoding/json` does for
-/// `[]byte` (newlines are ignored).
+/// `[]byte` (`\r` and `\n` are ignored).
 pub(crate) fn base64_decode(s: &str) -> Option<Vec<u8>> {
-    let clean: Vec<u8> = s.bytes().filter(|b| *b != b'\r' && *b != b'\n').collect();
-    if clean.len() % 4 != 0 {
-        return None;
+    if s.contains(['\r', '\n']) {
+        let clean: String = s.chars().filter(|c| *c != '\r' && *c != '\n').collect();
+        base64::Engine::decode(&GO_STD, clean).ok()
+    } else {
+        base64::Engine::decode(&GO_STD, s).ok()
     }
-    let mut out = Vec::with_capacity(clean.len() / 4 * 3);
-    for (ci, chunk) in clean.chunks(4).enumerate() {
-        let last = ci == clean.len() / 4 - 1;
-        let mut n = 0u32;
-        let mut pad = 0;
-        for (i, &c) in chunk.iter().enumerate() {
-            let v = match c {
-                b'A'..=b'Z' => c - b'A',
-                b'a'..=b'z' => c - b'a' + 26,
-                b'0'..=b'9' => c - b'0' + 52,
-                b'+' => 62,
-                b'/' => 63,
-                b'=' if last && i >= 2 => {
-                    pad += 1;
-                    0
-                }
-                _ => return None,
-            };
-            if pad > 0 && c != b'=' {
-                return None;
-            }
-            n = (n << 6) | u32::from(v);
-        }
-        let bytes = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
-        out.extend_from_slice(&bytes[..3 - pad]);
-    }
-    Some(out)
 }
 
 #[cfg(test)]
@@ -564,7 +562,10 @@ mod tests {
             assert_eq!(base64_encode(raw), enc);
             assert_eq!(base64_decode(enc).unwrap(), raw);
         }
-        for bad in ["Zg=", "Z===", "Zm9v!", "Zg==Zg=="] {
+        // Go's StdEncoding is not strict: non-zero trailing bits decode.
+        assert_eq!(base64_decode("Zh==").unwrap(), b"f");
+        assert_eq!(base64_decode("Zm9v\r\nYg==").unwrap(), b"foob");
+        for bad in ["Zg=", "Z===", "Zm9v!", "Zg==Zg==", "Zg"] {
             assert!(base64_decode(bad).is_none(), "{bad}");
         }
     }

@@ -15,8 +15,8 @@ use std::net::IpAddr;
 use serde_json::{Map, Value};
 
 pub use self::types::{
-    Dns, Interface, IpConfig, IpConfig020, IpConfig040, IpNet, Result020, Result040, Result100,
-    Route,
+    CidrParseError, Dns, Interface, IpConfig, IpConfig020, IpConfig040, IpNet, Result020,
+    Result040, Result100, Route,
 };
 use crate::error::{Error, ErrorKind};
 use crate::json::{get_ci, to_go_json, to_go_json_pretty, to_go_json_sorted};

@@ -48,13 +48,52 @@ fn canonical_ip(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// A string that is not an address with a prefix length (Go's
+/// `net.ParseCIDR` error).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid CIDR address: {input}")]
+pub struct CidrParseError {
+    input: String,
+}
+
+impl CidrParseError {
+    /// The string that did not parse.
+    pub fn input(&self) -> &str {
+        &self.input
+    }
+}
+
+impl From<IpNet> for ipnet::IpNet {
+    fn from(n: IpNet) -> ipnet::IpNet {
+        ipnet::IpNet::new(n.addr, n.prefix).expect("the prefix fits the family")
+    }
+}
+
+impl From<ipnet::IpNet> for IpNet {
+    /// An IPv4-mapped IPv6 address becomes IPv4, as Go prints it.
+    fn from(n: ipnet::IpNet) -> IpNet {
+        match n {
+            ipnet::IpNet::V6(v6) if v6.addr().to_ipv4_mapped().is_some() => IpNet {
+                addr: canonical_ip(IpAddr::V6(v6.addr())),
+                prefix: v6.prefix_len().saturating_sub(96),
+            },
+            other => IpNet {
+                addr: other.addr(),
+                prefix: other.prefix_len(),
+            },
+        }
+    }
+}
+
 impl FromStr for IpNet {
-    type Err = String;
+    type Err = CidrParseError;
 
     /// Go's `net.ParseCIDR`: `addr/prefix`, the prefix decimal (leading zeros
     /// allowed) and within the family's length.
-    fn from_str(s: &str) -> Result<IpNet, String> {
-        let bad = || format!("invalid CIDR address: {s}");
+    fn from_str(s: &str) -> Result<IpNet, CidrParseError> {
+        let bad = || CidrParseError {
+            input: s.to_owned(),
+        };
         let (ip, mask) = s.split_once('/').ok_or_else(bad)?;
         let addr = IpAddr::from_str(ip).map_err(|_| bad())?;
         if mask.is_empty() || mask.len() > 8 || !mask.bytes().all(|b| b.is_ascii_digit()) {
@@ -434,6 +473,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn ipnet_converts_both_ways() {
+        for s in ["10.1.2.3/24", "fd00::1/64", "0.0.0.0/0"] {
+            let ours: IpNet = s.parse().unwrap();
+            let theirs = ipnet::IpNet::from(ours);
+            assert_eq!(theirs.to_string(), s);
+            assert_eq!(IpNet::from(theirs), ours);
+        }
+        let mapped: ipnet::IpNet = "::ffff:10.0.0.1/120".parse().unwrap();
+        assert_eq!(IpNet::from(mapped).to_string(), "10.0.0.1/24");
+    }
+
+    #[test]
     fn ipnet_parses_and_prints_like_go() {
         let cases = [
             ("10.1.2.3/24", "10.1.2.3/24"),
@@ -458,7 +509,7 @@ mod tests {
             assert!(bad.parse::<IpNet>().is_err(), "{bad}");
         }
         assert_eq!(
-            "10.0.0.1".parse::<IpNet>().unwrap_err(),
+            "10.0.0.1".parse::<IpNet>().unwrap_err().to_string(),
             "invalid CIDR address: 10.0.0.1"
         );
     }
