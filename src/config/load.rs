@@ -37,7 +37,7 @@ pub struct ConfigLoader {
 #[derive(Debug, Default)]
 pub struct LoadedConfigs {
     networks: Vec<NetworkConfigList>,
-    errors: Vec<Error>,
+    skipped: Vec<Error>,
 }
 
 impl LoadedConfigs {
@@ -47,8 +47,8 @@ impl LoadedConfigs {
     }
 
     /// One error per file that could not be loaded, in file order.
-    pub fn errors(&self) -> &[Error] {
-        &self.errors
+    pub fn skipped(&self) -> &[Error] {
+        &self.skipped
     }
 
     /// The network `name` as [`ConfigLoader::network`] would pick it: the
@@ -62,7 +62,7 @@ impl LoadedConfigs {
 
     /// Splits into the networks and the errors.
     pub fn into_parts(self) -> (Vec<NetworkConfigList>, Vec<Error>) {
-        (self.networks, self.errors)
+        (self.networks, self.skipped)
     }
 }
 
@@ -221,10 +221,10 @@ impl ConfigLoader {
         for path in self.files()? {
             match load_file(&path) {
                 Ok(net) => out.networks.push(net),
-                Err(e) => out.errors.push(e),
+                Err(e) => out.skipped.push(e),
             }
         }
-        report(&out.errors);
+        report(&out.skipped);
         Ok(out)
     }
 }
