@@ -16,7 +16,7 @@ pub const DEFAULT_CONFIG_DIR: &str = "/etc/cni/net.d";
 ///
 /// Unlike libcni, a file that cannot be read or parsed never hides a good
 /// network in another file: it is skipped and reported (with file, line and
-/// column) through [`LoadedConfigs::errors`], the `skipped` list of
+/// column) through [`LoadedConfigs::skipped`], the `skipped` list of
 /// [`ErrorKind::NetworkNotFound`], and a `tracing` warning.
 ///
 /// # Example
