@@ -476,12 +476,13 @@ fn join_errors(errors: &[Error]) -> String {
     v.join("; ")
 }
 
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default)]
 struct Context {
     path: Option<PathBuf>,
     network: Option<String>,
     plugin: Option<String>,
     op: Option<Op>,
+    rollback: Option<Result<(), Error>>,
 }
 
 /// The error type of every fallible function in this crate.
@@ -571,6 +572,24 @@ impl Error {
             self.inner.ctx.op = Some(op);
         }
         self
+    }
+
+    /// Attaches the outcome of the rollback that followed this error.
+    pub(crate) fn with_rollback(mut self, outcome: Result<(), Error>) -> Error {
+        self.inner.ctx.rollback = Some(outcome);
+        self
+    }
+
+    /// Whether what the failed operation had set up was rolled back, and
+    /// how that went: `None` when no rollback ran (it is off by default, see
+    /// [`Cni::with_rollback`](crate::Cni::with_rollback)), `Some(Ok(()))`
+    /// when it succeeded, `Some(Err(e))` with the rollback's own error.
+    pub fn rollback(&self) -> Option<Result<(), &Error>> {
+        self.inner
+            .ctx
+            .rollback
+            .as_ref()
+            .map(|r| r.as_ref().map(|_| ()))
     }
 
     /// What went wrong.
@@ -671,7 +690,12 @@ impl fmt::Display for Error {
         if wrote {
             f.write_str(": ")?;
         }
-        write!(f, "{}", self.inner.kind)
+        write!(f, "{}", self.inner.kind)?;
+        match &ctx.rollback {
+            Some(Ok(())) => f.write_str(" (rolled back)"),
+            Some(Err(e)) => write!(f, " (rollback failed: {e})"),
+            None => Ok(()),
+        }
     }
 }
 

@@ -69,6 +69,7 @@ mod name;
 mod op;
 pub mod plan;
 mod plugin_error;
+pub mod pod;
 pub mod result;
 pub mod version;
 

@@ -133,6 +133,12 @@ impl RuntimeConfig {
         self
     }
 
+    /// The same call without a deadline.
+    pub fn without_deadline(mut self) -> RuntimeConfig {
+        self.deadline = None;
+        self
+    }
+
     /// This call's deadline, if it has one.
     pub fn deadline(&self) -> Option<Instant> {
         self.deadline

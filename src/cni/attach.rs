@@ -2,6 +2,8 @@
 
 use tracing::Instrument;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use super::*;
 
 impl<E: PluginExec + 'static> Cni<E> {
@@ -11,8 +13,11 @@ impl<E: PluginExec + 'static> Cni<E> {
     /// [`CniResult::convert`]).
     ///
     /// Every plugin binary is found, and the cache checked, before the first
-    /// runs. There is no rollback when a plugin fails (as in libcni): call
-    /// [`del_network_list`](Self::del_network_list) to clean up.
+    /// runs. By default there is no rollback when a plugin fails (as in
+    /// libcni): call [`del_network_list`](Self::del_network_list) to clean
+    /// up. With [`with_rollback`](Self::with_rollback), a failure after the
+    /// first plugin started is followed by a DEL of the whole list, and its
+    /// outcome is attached to the error ([`Error::rollback`]).
     ///
     /// # Errors
     ///
@@ -42,20 +47,39 @@ impl<E: PluginExec + 'static> Cni<E> {
             container_id = rt.container_id(),
             ifname = rt.ifname()
         );
-        until_deadline(
+        let ran = AtomicBool::new(false);
+        let res = until_deadline(
             rt.deadline(),
             Op::Add,
             list.name(),
-            self.add_inner(list, rt),
+            self.add_inner(list, rt, &ran),
         )
-        .instrument(span)
-        .await
+        .instrument(span.clone())
+        .await;
+        match res {
+            Err(e) if self.rollback && ran.load(Ordering::Relaxed) => {
+                // Undo what the plugins that ran may have set up, with the
+                // plugin timeout but without the call's deadline (it may be
+                // what failed).
+                let undo = rt.clone().without_deadline();
+                let outcome = self.del_inner(list, &undo).instrument(span).await;
+                match &outcome {
+                    Ok(()) => tracing::info!(error = %e, "ADD failed; rolled back with DEL"),
+                    Err(re) => {
+                        tracing::warn!(error = %e, rollback_error = %re, "ADD failed and so did its rollback")
+                    }
+                }
+                Err(e.with_rollback(outcome))
+            }
+            other => other,
+        }
     }
 
     async fn add_inner(
         &self,
         list: &NetworkConfigList,
         rt: &RuntimeConfig,
+        ran: &AtomicBool,
     ) -> Result<CniResult, Error> {
         let started = Instant::now();
         let net = list.name();
@@ -71,6 +95,7 @@ impl<E: PluginExec + 'static> Cni<E> {
             return Err(ctx(problem));
         }
         let mut prev: Option<CniResult> = None;
+        ran.store(true, Ordering::Relaxed);
         for inv in plan.invocations() {
             let prev_json = prev.as_ref().map(CniResult::to_json);
             let stdin = inv.stdin_with(prev_json.as_deref());

@@ -70,6 +70,8 @@ pub struct Cni<E = ProcessExec> {
     timeout: Duration,
     kill_grace: Duration,
     env: PluginEnv,
+    rollback: bool,
+    limiter: Option<(Arc<tokio::sync::Semaphore>, usize)>,
     exec: Arc<E>,
 }
 
@@ -81,6 +83,8 @@ impl<E> Clone for Cni<E> {
             timeout: self.timeout,
             kill_grace: self.kill_grace,
             env: self.env.clone(),
+            rollback: self.rollback,
+            limiter: self.limiter.clone(),
             exec: self.exec.clone(),
         }
     }
@@ -100,6 +104,8 @@ impl Cni<ProcessExec> {
             timeout: DEFAULT_TIMEOUT,
             kill_grace: DEFAULT_KILL_GRACE,
             env: PluginEnv::inherit(),
+            rollback: false,
+            limiter: None,
             exec: Arc::new(ProcessExec::new()),
         }
     }
@@ -148,8 +154,42 @@ impl<E> Cni<E> {
             timeout: self.timeout,
             kill_grace: self.kill_grace,
             env: self.env,
+            rollback: self.rollback,
+            limiter: self.limiter,
             exec: Arc::new(exec),
         }
+    }
+
+    /// Sets whether a failed ADD is rolled back: once a plugin has started,
+    /// any failure (a plugin, the deadline, the cache write) is followed by
+    /// a DEL of the whole list, so no address or interface leaks; the
+    /// original error is returned with the rollback's outcome attached
+    /// ([`Error::rollback`]). Default: off, as in libcni (and `cnitool
+    /// add`); the pod facade turns it on.
+    pub fn with_rollback(mut self, yes: bool) -> Cni<E> {
+        self.rollback = yes;
+        self
+    }
+
+    /// Bounds how many plugins run at once through this `Cni` and its
+    /// clones (a node starting 100 pods should not fork 300 plugins at
+    /// once). Waiters are served first come, first served, and the wait
+    /// counts against the call's deadline. Default: no bound. Zero is
+    /// raised to one.
+    pub fn with_max_concurrent_plugins(mut self, max: usize) -> Cni<E> {
+        let max = max.max(1);
+        self.limiter = Some((Arc::new(tokio::sync::Semaphore::new(max)), max));
+        self
+    }
+
+    /// Whether failed ADDs are rolled back.
+    pub fn rollback(&self) -> bool {
+        self.rollback
+    }
+
+    /// The bound on concurrent plugin runs, if any.
+    pub fn max_concurrent_plugins(&self) -> Option<usize> {
+        self.limiter.as_ref().map(|(_, max)| *max)
     }
 
     /// The plugin directories, searched in order.
@@ -276,6 +316,15 @@ impl<E: PluginExec + 'static> Cni<E> {
             stdin,
             timeout: self.timeout,
             kill_grace: self.kill_grace,
+        };
+        let _permit = match &self.limiter {
+            Some((sem, _)) => Some(
+                sem.acquire()
+                    .instrument(span.clone())
+                    .await
+                    .expect("the semaphore is never closed"),
+            ),
+            None => None,
         };
         let res = self.exec.exec(req).instrument(span.clone()).await;
         let _entered = span.enter();

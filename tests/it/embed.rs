@@ -235,3 +235,80 @@ fn names_read_both_ways() {
     assert_eq!(rt.cache_dir(), Some(Path::new("/tmp/y")));
     assert_eq!(rt.deadline(), None);
 }
+
+#[test]
+fn rollback_deletes_what_a_failed_add_set_up() {
+    let env = TestEnv::new("rollback");
+    env.plugin("a");
+    env.plugin("b");
+    let list = env.list(
+        r#"{"cniVersion":"1.0.0","name":"rb","plugins":[{"type":"a"},{"type":"b","testPlugin":{"ADD":{"error":{"code":11,"msg":"no IPs"}}}}]}"#,
+    );
+    let rt = RuntimeConfig::new("c1", "/ns", "eth0");
+    // Off by default, as in libcni: nothing is undone.
+    let e = block_on(env.cni().add_network_list(&list, &rt)).unwrap_err();
+    assert!(e.rollback().is_none());
+    assert!(env.calls("a").iter().all(|c| c["command"] == "ADD"));
+    // On: DEL of the whole list, in reverse, and the outcome on the error.
+    let cni = env.cni().with_rollback(true);
+    let e = block_on(cni.add_network_list(&list, &rt)).unwrap_err();
+    assert!(matches!(e.rollback(), Some(Ok(()))), "{e}");
+    assert!(
+        e.is_retryable() && e.to_string().ends_with("(rolled back)"),
+        "{e}"
+    );
+    let cmds = |p: &str| -> Vec<String> {
+        env.calls(p)
+            .iter()
+            .map(|c| c["command"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(cmds("a"), ["ADD", "ADD", "DEL"]);
+    assert_eq!(cmds("b"), ["ADD", "ADD", "DEL"]);
+    assert!(env.cache_files().is_empty());
+    // A failing rollback is reported with the original error.
+    let list = env.list(
+        r#"{"cniVersion":"1.0.0","name":"rb2","plugins":[{"type":"a","testPlugin":{"ADD":{"error":{"code":7,"msg":"bad"}},"DEL":{"error":{"code":5,"msg":"io"}}}}]}"#,
+    );
+    let e = block_on(cni.add_network_list(&list, &rt)).unwrap_err();
+    let re = e.rollback().unwrap().unwrap_err();
+    assert_eq!(re.op(), Some(Op::Del));
+    assert!(e.to_string().contains("rollback failed"), "{e}");
+    // Nothing ran (a missing plugin): nothing to roll back.
+    let list = env.list(r#"{"cniVersion":"1.0.0","name":"rb3","plugins":[{"type":"missing"}]}"#);
+    let e = block_on(cni.add_network_list(&list, &rt)).unwrap_err();
+    assert!(e.rollback().is_none(), "{e}");
+}
+
+#[test]
+fn max_concurrent_plugins_bounds_parallel_runs() {
+    let env = TestEnv::new("limit");
+    let marks = env.path("marks");
+    env.plugin("a");
+    let list = env.list(
+        &json!({"cniVersion":"1.0.0","name":"lim","plugins":[{"type":"a","testPlugin":{"ADD":{"mark": marks, "sleepMs": 30}}}]})
+            .to_string(),
+    );
+    let cni = env.cni().with_max_concurrent_plugins(1);
+    assert_eq!(cni.max_concurrent_plugins(), Some(1));
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            let mut tasks = Vec::new();
+            for i in 0..4 {
+                let (cni, list) = (cni.clone(), list.clone());
+                tasks.push(tokio::spawn(async move {
+                    let rt = RuntimeConfig::new(format!("c{i}"), "/ns", "eth0");
+                    cni.add_network_list(&list, &rt).await
+                }));
+            }
+            for t in tasks {
+                t.await.unwrap().unwrap();
+            }
+        });
+    // With one permit, runs never overlap: start/end strictly alternate.
+    crate::support::assert_turns(&marks, 4);
+}
