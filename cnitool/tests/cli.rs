@@ -1,5 +1,9 @@
 //! cnitool, run as a process, against the test plugin.
 
+// The helpers libcni's integration tests use, shared rather than copied.
+#[path = "../../tests/it/support/mod.rs"]
+mod support;
+
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
