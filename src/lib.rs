@@ -57,6 +57,12 @@
 #![deny(missing_docs)]
 #![warn(rustdoc::broken_intra_doc_links)]
 
+#[cfg(not(target_os = "linux"))]
+compile_error!(
+    "libcni supports Linux only: it relies on process groups, pidfds, waitid(P_PIDFD) and \
+     flock as Linux provides them (kernel 5.4 or later)"
+);
+
 mod blocking;
 mod cache;
 mod cni;

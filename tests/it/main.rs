@@ -3,7 +3,6 @@
 mod support;
 
 mod cache;
-mod cli;
 mod embed;
 mod gc;
 mod ops;

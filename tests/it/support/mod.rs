@@ -12,14 +12,45 @@ use std::time::Duration;
 use libcni::{Cni, NetworkConfigList};
 use serde_json::Value;
 
-/// The test double plugin built by cargo.
+/// The test double plugin (package `cni-test-plugin`).
 pub fn test_plugin_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_cni-test-plugin"))
+    // Set only in the test plugin's own tests.
+    option_env!("CARGO_BIN_EXE_cni-test-plugin")
+        .map_or_else(|| workspace_bin("cni-test-plugin"), PathBuf::from)
 }
 
-/// The cnitool binary built by cargo.
+/// The cnitool binary (package `cnitool`).
 pub fn cnitool_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_cnitool"))
+    // Set only in cnitool's own tests.
+    option_env!("CARGO_BIN_EXE_cnitool").map_or_else(|| workspace_bin("cnitool"), PathBuf::from)
+}
+
+/// A binary of another workspace package. Cargo only gives a test the
+/// binaries of its own package (`CARGO_BIN_EXE_*`), so this looks in the
+/// target directory the test executable runs from: the test is
+/// `target/<profile>/deps/<test>-<hash>`, the binaries are
+/// `target/<profile>/<name>`. `cargo test` at the workspace root builds
+/// them (the test plugin and cnitool have integration tests of their own).
+pub fn workspace_bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("the test executable's path");
+    let dir = exe
+        .parent()
+        .filter(|d| d.ends_with("deps"))
+        .and_then(Path::parent)
+        .unwrap_or_else(|| {
+            panic!(
+                "test executable {} is not in <target>/<profile>/deps",
+                exe.display()
+            )
+        });
+    let bin = dir.join(name);
+    assert!(
+        bin.is_file(),
+        "{} is missing: run `cargo test` from the workspace root, which builds `{name}` \
+         (`cargo test -p libcni` alone does not build the other packages' binaries)",
+        bin.display()
+    );
+    bin
 }
 
 /// Whether this run is CI (`CI=true`): missing prerequisites then fail.

@@ -1,5 +1,9 @@
 //! cnitool, run as a process, against the test plugin.
 
+// The helpers libcni's integration tests use, shared rather than copied.
+#[path = "../../tests/it/support/mod.rs"]
+mod support;
+
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
@@ -211,6 +215,30 @@ fn timeout_flag_bounds_each_plugin_run() {
         "{}",
         text(&out.stderr)
     );
+}
+
+#[test]
+fn huge_or_zero_timeouts_are_usage_errors_or_no_limit_never_a_panic() {
+    let env = TestEnv::new("cli-hugetimeout");
+    net(&env, "h", json!({}));
+    for (flag, why) in [
+        ("99999999999999999999s", "too large"),
+        ("99999999999999999999", "too large"),
+        ("0", "must be positive"),
+        ("5x", "invalid duration"),
+    ] {
+        let out = run(cnitool(&env).args(["--timeout", flag, "add", "h", "/ns"]));
+        assert_eq!(out.status.code(), Some(1), "{flag}: {}", text(&out.stderr));
+        let stderr = text(&out.stderr);
+        assert!(
+            stderr.contains(why) && !stderr.contains("panicked"),
+            "{flag}: {stderr}"
+        );
+    }
+    assert!(env.calls("p").is_empty());
+    // The largest value is accepted and means no limit.
+    let out = run(cnitool(&env).args(["--timeout", "18446744073709551615", "add", "h", "/ns"]));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
 }
 
 #[test]

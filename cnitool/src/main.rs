@@ -30,8 +30,8 @@ const DEFAULT_NET_DIR: &str = "/etc/cni/net.d";
 #[derive(Parser, Debug)]
 #[command(name = "cnitool", version)]
 struct Cli {
-    /// Longest time one plugin may run, e.g. `30s`, `500ms`, `2m` (plain
-    /// numbers are seconds). Its process group is then killed.
+    /// Longest time one plugin may run, e.g. `30s`, `500ms`, `2m`, `1h 30m`
+    /// (plain numbers are seconds). Its process group is then killed.
     #[arg(long, global = true, env = "CNITOOL_TIMEOUT", value_parser = parse_duration)]
     timeout: Option<Duration>,
     /// Print what would run (binaries, environment, stdin) and run nothing.
@@ -107,27 +107,37 @@ struct Target {
     netns: String,
 }
 
+/// A `--timeout`: a plain number of seconds (`30`, `0.5`) or a `humantime`
+/// duration (`30s`, `500ms`, `2m`, `1h 30m`). Zero is refused, and so is a
+/// value beyond `Duration`'s range, with an error rather than a panic (up to
+/// 18446744073709551615 s is accepted; the library takes a timeout it cannot
+/// add to the clock as no limit).
 fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let (num, unit) = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .map_or((s, "s"), |i| (&s[..i], &s[i..]));
-    let n: f64 = num.parse().map_err(|_| format!("invalid duration {s:?}"))?;
-    let secs = match unit {
-        "ms" => n / 1e3,
-        "s" => n,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        _ => {
-            return Err(format!(
-                "invalid duration unit in {s:?} (use ms, s, m or h)"
-            ));
+    let plain = !s.is_empty()
+        && s.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+        && s.bytes().filter(|&b| b == b'.').count() <= 1;
+    let d = if plain {
+        match s.parse::<u64>() {
+            Ok(secs) => Duration::from_secs(secs),
+            Err(_) => {
+                let secs: f64 = s.parse().map_err(|_| format!("invalid duration {s:?}"))?;
+                Duration::try_from_secs_f64(secs)
+                    .map_err(|_| format!("duration {s:?} is too large (at most {} s)", u64::MAX))?
+            }
         }
+    } else {
+        humantime::parse_duration(s).map_err(|e| match e {
+            humantime::DurationError::NumberOverflow => {
+                format!("duration {s:?} is too large (at most {} s)", u64::MAX)
+            }
+            e => format!("invalid duration {s:?}: {e} (e.g. 30s, 500ms, 2m, or seconds)"),
+        })?
     };
-    if !(secs.is_finite() && secs > 0.0) {
+    if d.is_zero() {
         return Err(format!("duration must be positive: {s:?}"));
     }
-    Ok(Duration::from_secs_f64(secs))
+    Ok(d)
 }
 
 /// The reference cnitool's `CNI_ARGS` parsing: `;`-separated pairs of
@@ -426,10 +436,43 @@ mod tests {
 
     #[test]
     fn durations() {
-        assert_eq!(parse_duration("30").unwrap(), Duration::from_secs(30));
-        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
-        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
-        assert!(parse_duration("0").is_err());
-        assert!(parse_duration("5x").is_err());
+        let ok = |s: &str| parse_duration(s).unwrap_or_else(|e| panic!("{s}: {e}"));
+        // Plain numbers are seconds.
+        assert_eq!(ok("30"), Duration::from_secs(30));
+        assert_eq!(ok(" 30 "), Duration::from_secs(30));
+        assert_eq!(ok("0.2"), Duration::from_millis(200));
+        // Anything else goes through humantime.
+        assert_eq!(ok("500ms"), Duration::from_millis(500));
+        assert_eq!(ok("2m"), Duration::from_secs(120));
+        assert_eq!(ok("1h 30m"), Duration::from_secs(5400));
+        assert_eq!(ok("3days"), Duration::from_secs(3 * 86400));
+        // The largest value is accepted (the library then sets no limit).
+        assert_eq!(ok("18446744073709551615"), Duration::from_secs(u64::MAX));
+        assert_eq!(ok("18446744073709551615s"), Duration::from_secs(u64::MAX));
+        for (bad, why) in [
+            ("0", "must be positive"),
+            ("0s", "must be positive"),
+            ("0.0", "must be positive"),
+            ("0ms 0s", "must be positive"),
+            ("", "invalid duration"),
+            (".", "invalid duration"),
+            ("1.2.3", "invalid duration"),
+            ("5x", "invalid duration"),
+            ("-1", "invalid duration"),
+            ("ms", "invalid duration"),
+            ("1e3", "invalid duration"),
+            ("inf", "invalid duration"),
+            ("NaN", "invalid duration"),
+            // Beyond Duration's range: an error, not a panic.
+            ("18446744073709551616", "too large"),
+            ("99999999999999999999", "too large"),
+            ("99999999999999999999.5", "too large"),
+            ("99999999999999999999s", "too large"),
+            ("18446744073709551615s 1s", "too large"),
+            ("999999999999999999y", "too large"),
+        ] {
+            let e = parse_duration(bad).expect_err(bad);
+            assert!(e.contains(why), "{bad:?}: {e}");
+        }
     }
 }
