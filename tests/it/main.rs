@@ -8,3 +8,4 @@ mod embed;
 mod gc;
 mod ops;
 mod real;
+mod watch;
