@@ -82,7 +82,11 @@ pub mod version;
 pub use blocking::BlockingCni;
 pub use cache::{Attachment, CachedConfig, DEFAULT_CACHE_DIR};
 pub use cni::{Cni, DEFAULT_KILL_GRACE, DEFAULT_TIMEOUT, GcReport};
-pub use config::{ConfigLoader, LoadedConfigs, NetworkConfigList, NetworkLookup, PluginConfig};
+pub use config::{
+    ConfigLoader, ConfigProblemReport, ConfigSnapshot, ConfigUpdates, ConfigWatcher,
+    ConfigWatcherBuilder, LoadedConfigs, NetworkConfigList, NetworkLookup, NetworkReadiness,
+    PluginConfig,
+};
 pub use error::{CacheProblem, Error, ErrorKind, GcFailure, Op};
 pub use exec::{DEFAULT_PLUGIN_DIR, PluginExec, ProcessExec};
 pub use plan::{AttachmentId, Invocation, Plan, PluginEnv, RuntimeConfig};

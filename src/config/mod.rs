@@ -6,6 +6,7 @@
 //! written: numbers keep their precision and strings their escapes.
 
 mod load;
+mod watch;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -15,6 +16,10 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 
 pub use self::load::{ConfigLoader, LoadedConfigs, NetworkLookup};
+pub use self::watch::{
+    ConfigProblemReport, ConfigSnapshot, ConfigUpdates, ConfigWatcher, ConfigWatcherBuilder,
+    NetworkReadiness,
+};
 use crate::error::{ConfigProblem, Error, ErrorKind, VersionProblem};
 use crate::json::{RawObject, compact_into, raw_type, to_go_json};
 use crate::name::{valid_name, valid_plugin_type};

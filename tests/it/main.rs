@@ -7,3 +7,4 @@ mod embed;
 mod gc;
 mod ops;
 mod real;
+mod watch;
