@@ -6,5 +6,6 @@ mod cache;
 mod embed;
 mod gc;
 mod ops;
+mod pod;
 mod real;
 mod watch;
