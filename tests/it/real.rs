@@ -732,3 +732,127 @@ fn cnitool_matches_library_on_real_plugins() {
         reserved_ips(&env, net)
     );
 }
+
+/// The three networks of the pod tests, written to `net.d`: a dual-stack
+/// bridge, a ptp, and a macvlan on `parent` (a veth end in the host). With
+/// `fail`, the macvlan's IPAM (`static`, with an address that is not one)
+/// fails its ADD, after the link was made, while its DEL succeeds.
+fn pod_networks(env: &TestEnv, tag: &str, parent: &str, fail: bool) -> [String; 3] {
+    let names = [
+        format!("lcni-br-{tag}"),
+        format!("lcni-ptp-{tag}"),
+        format!("lcni-mv-{tag}"),
+    ];
+    let ipam =
+        |ranges: Value| json!({"type": "host-local", "ranges": ranges, "dataDir": ipam_dir(env)});
+    let confs = [
+        json!({"cniVersion": "1.0.0", "name": names[0], "plugins": [{
+            "type": "bridge", "bridge": format!("lcbr{tag}"), "isGateway": true, "ipMasq": false,
+            "ipam": ipam(json!([[{"subnet": "10.77.1.0/24"}], [{"subnet": "fd77:1::/64"}]]))}]}),
+        json!({"cniVersion": "1.0.0", "name": names[1], "plugins": [{
+            "type": "ptp", "ipMasq": false, "ipam": ipam(json!([[{"subnet": "10.77.2.0/24"}]]))}]}),
+        json!({"cniVersion": "1.0.0", "name": names[2], "plugins": [{
+        "type": "macvlan", "master": parent, "mode": "bridge",
+        "ipam": if fail {
+            json!({"type": "static", "addresses": [{"address": "not-an-address"}]})
+        } else {
+            ipam(json!([[{"subnet": "10.77.3.0/24"}]]))
+        }}]}),
+    ];
+    for (i, c) in confs.iter().enumerate() {
+        env.write_config(&format!("{}0-{}.conflist", i + 1, names[i]), &c.to_string());
+    }
+    names
+}
+
+#[test]
+fn a_pod_with_three_networks_attaches_in_parallel_and_detaches() {
+    use libcni::pod::{NetworkRequest, Pod, PodNetworks};
+    if !real_prereqs() {
+        return;
+    }
+    let env = TestEnv::new("real-pod");
+    let host = NetNs::host("host");
+    let ctr = NetNs::new("ctr");
+    // The macvlan's parent: a veth end (no dummy module needed).
+    host.ip(&[
+        "link", "add", "lcpar0", "type", "veth", "peer", "name", "lcpar1",
+    ]);
+    host.ip(&["link", "set", "lcpar0", "up"]);
+    let names = pod_networks(&env, "p", "lcpar0", false);
+    let pods = PodNetworks::new(real_cni(&env), ConfigLoader::new(&env.net_d));
+    let pod = Pod::new(container_id("pod"), ctr.path_str());
+    let extras = [
+        NetworkRequest::new(&*names[1]),
+        NetworkRequest::new(&*names[2]),
+    ];
+    let ifaces = run_in(&host, || block_on(pods.attach(&pod, &extras)))
+        .unwrap_or_else(|e| panic!("attach: {e}"));
+    let got: Vec<&str> = ifaces.iter().map(|i| i.ifname.as_str()).collect();
+    assert_eq!(got, ["eth0", "eth1", "eth2"]);
+    // Dual stack on the bridge network; one address on each other one.
+    let eth0 = addrs(&ctr, "eth0");
+    assert!(eth0.iter().any(|a| a.starts_with("10.77.1.")), "{eth0:?}");
+    assert!(eth0.iter().any(|a| a.starts_with("fd77:1::")), "{eth0:?}");
+    assert!(addrs(&ctr, "eth1")[0].starts_with("10.77.2."));
+    assert!(addrs(&ctr, "eth2")[0].starts_with("10.77.3."));
+    let details = ctr.ip(&["-d", "-o", "link", "show", "dev", "eth2"]);
+    assert!(details.contains("macvlan"), "{details}");
+    assert_eq!(reserved_ips(&env, &names[0]).len(), 2);
+    run_in(&host, || block_on(pods.check(&pod))).unwrap_or_else(|e| panic!("check: {e}"));
+
+    // The ptp network's config goes away before detach: the cached one is
+    // used.
+    std::fs::remove_file(env.net_d.join(format!("20-{}.conflist", names[1]))).unwrap();
+    run_in(&host, || block_on(pods.detach(&pod))).unwrap_or_else(|e| panic!("detach: {e}"));
+    for dev in ["eth0", "eth1", "eth2"] {
+        assert!(!ctr.has_link(dev), "{:?}", ctr.links());
+    }
+    for n in &names {
+        assert!(
+            reserved_ips(&env, n).is_empty(),
+            "leaked in {n}: {:?}",
+            reserved_ips(&env, n)
+        );
+    }
+    assert!(env.cache_files().is_empty(), "{:?}", env.cache_files());
+}
+
+#[test]
+fn a_failing_third_network_rolls_back_the_first_two() {
+    use libcni::pod::{NetworkRequest, Pod, PodNetworks};
+    if !real_prereqs() {
+        return;
+    }
+    let env = TestEnv::new("real-pod-rb");
+    let host = NetNs::host("host");
+    let ctr = NetNs::new("ctr");
+    host.ip(&[
+        "link", "add", "lcpar0", "type", "veth", "peer", "name", "lcpar1",
+    ]);
+    host.ip(&["link", "set", "lcpar0", "up"]);
+    let names = pod_networks(&env, "r", "lcpar0", true);
+    for parallel in [false, true] {
+        let pods =
+            PodNetworks::new(real_cni(&env), ConfigLoader::new(&env.net_d)).with_parallel(parallel);
+        let pod = Pod::new(container_id("podrb"), ctr.path_str());
+        let extras = [
+            NetworkRequest::new(&*names[1]),
+            NetworkRequest::new(&*names[2]),
+        ];
+        let e = run_in(&host, || block_on(pods.attach(&pod, &extras))).unwrap_err();
+        assert_eq!(e.network(), Some(names[2].as_str()), "{e}");
+        assert!(matches!(e.rollback(), Some(Ok(()))), "{e}");
+        for n in &names {
+            assert!(
+                reserved_ips(&env, n).is_empty(),
+                "leaked in {n}: {:?}",
+                reserved_ips(&env, n)
+            );
+        }
+        for dev in ["eth0", "eth1", "eth2"] {
+            assert!(!ctr.has_link(dev), "{:?}", ctr.links());
+        }
+        assert!(env.cache_files().is_empty(), "{:?}", env.cache_files());
+    }
+}
