@@ -856,3 +856,52 @@ fn a_failing_third_network_rolls_back_the_first_two() {
         assert!(env.cache_files().is_empty(), "{:?}", env.cache_files());
     }
 }
+
+#[test]
+fn the_pod_network_example_attaches_and_detaches() {
+    if !real_prereqs() {
+        return;
+    }
+    let env = TestEnv::new("real-example");
+    let host = NetNs::host("host");
+    let ctr = NetNs::new("ctr");
+    let ipam = ipam_dir(&env);
+    for (i, (name, subnet)) in [("lcni-ex1", "10.77.8.0/24"), ("lcni-ex2", "10.77.9.0/24")]
+        .iter()
+        .enumerate()
+    {
+        let conf = json!({"cniVersion": "1.0.0", "name": name, "plugins": [{"type": "ptp", "ipMasq": false,
+            "ipam": {"type": "host-local", "subnet": subnet, "dataDir": ipam}}]});
+        env.write_config(&format!("{i}0-{name}.conflist"), &conf.to_string());
+    }
+    // Built by `cargo test` (examples are), beside the test executable.
+    let example = crate::support::workspace_bin("examples/pod_network");
+    let out = Command::new("ip")
+        .args(["netns", "exec", host.name()])
+        .arg(&example)
+        .args([
+            env.net_d.to_str().unwrap(),
+            REAL_PLUGIN_DIR,
+            ctr.path_str(),
+            "lcni-ex2",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("eth0 (lcni-ex1): 10.77.8."), "{stdout}");
+    assert!(stdout.contains("eth1 (lcni-ex2): 10.77.9."), "{stdout}");
+    assert!(stdout.contains("detached 2 network(s)"), "{stdout}");
+    for n in ["lcni-ex1", "lcni-ex2"] {
+        assert!(reserved_ips(&env, n).is_empty(), "leaked in {n}");
+    }
+    assert!(
+        !ctr.has_link("eth0") && !ctr.has_link("eth1"),
+        "{:?}",
+        ctr.links()
+    );
+}
