@@ -429,6 +429,34 @@ impl<E: PluginExec + 'static> PodNetworks<E> {
         Ok(out)
     }
 
+    /// Runs STATUS (spec 1.1.0 and later) on the default network, bounded by
+    /// `timeout`; it takes no attachment lock, so it answers while pods are
+    /// being attached. `Ok` means ready (or a version without STATUS).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::NoValidConfig`] without a usable default network, the
+    /// plugin's answer ([`Error::is_not_ready`] for codes 50 and 51), or
+    /// [`ErrorKind::DeadlineExceeded`].
+    pub async fn status(&self, timeout: std::time::Duration) -> Result<(), Error> {
+        let (networks, default) = self.networks().await?;
+        let list = default
+            .as_deref()
+            .and_then(|d| pick(&networks, d))
+            .ok_or_else(|| {
+                Error::new(ErrorKind::NoValidConfig {
+                    dir: self.conf_dir(),
+                    skipped: Vec::new(),
+                })
+            })?;
+        match tokio::time::timeout(timeout, self.cni.status_network_list(list)).await {
+            Ok(res) => res,
+            Err(_) => Err(Error::new(ErrorKind::DeadlineExceeded)
+                .in_network(list.name())
+                .during(crate::error::Op::Status)),
+        }
+    }
+
     /// Detaches every network of `pod` recorded in the cache, in reverse
     /// attach order, each with the config it was attached with (the current
     /// config when unchanged). Goes on past failures.

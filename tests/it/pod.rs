@@ -199,3 +199,25 @@ fn the_facade_reads_a_watchers_snapshot_and_attaches_loopback_first() {
     assert_eq!(cmds(&env, "loopback"), ["ADD lo", "DEL lo"]);
     assert!(env.cache_files().is_empty());
 }
+
+#[test]
+fn status_of_the_default_network_is_bounded() {
+    let env = TestEnv::new("pod-status");
+    network(&env, 10, "main", json!({"STATUS": {"hang": true}}));
+    let pods = PodNetworks::new(env.cni(), ConfigLoader::new(&env.net_d));
+    let e = block_on(pods.status(std::time::Duration::from_millis(200))).unwrap_err();
+    assert!(e.is_timeout() && e.network() == Some("main"), "{e}");
+    network(
+        &env,
+        10,
+        "main",
+        json!({"STATUS": {"error": {"code": 50, "msg": "not yet"}}}),
+    );
+    assert!(
+        block_on(pods.status(std::time::Duration::from_secs(60)))
+            .unwrap_err()
+            .is_not_ready()
+    );
+    network(&env, 10, "main", json!({}));
+    block_on(pods.status(std::time::Duration::from_secs(60))).unwrap();
+}
