@@ -8,6 +8,12 @@
 //! stops the running plugin's whole process group before cnitool exits.
 //! Config files skipped while looking for the network, and the library's
 //! warnings, are printed on stderr, also when the command succeeds.
+//!
+//! `cnitool watch` prints the networks of the configuration directory and
+//! a new report each time they change (see [`watch`]).
+
+mod schema;
+mod watch;
 
 use std::path::{Component, Path, PathBuf};
 use std::process::ExitCode;
@@ -66,6 +72,26 @@ enum Command {
     /// Ask the network's plugins whether they are ready (spec 1.1.0 and
     /// later; earlier versions are always ready).
     Status(Target),
+    /// Print the networks of NETCONFPATH as a runtime sees them (load
+    /// order, the default network, plugin chains, readiness against
+    /// CNI_PATH, skipped files and why), then a new report each time they
+    /// change, until SIGINT/SIGTERM or stdout is closed (exit 0). Runs no
+    /// plugin.
+    Watch(watch::WatchArgs),
+}
+
+impl Command {
+    /// The operation and its target; `None` for `watch`.
+    fn target(&self) -> Option<(Op, &Target)> {
+        Some(match self {
+            Command::Add(t) => (Op::Add, t),
+            Command::Check(t) => (Op::Check, t),
+            Command::Del(t) => (Op::Del, t),
+            Command::Gc { target, .. } => (Op::Gc, target),
+            Command::Status(t) => (Op::Status, t),
+            Command::Watch(_) => return None,
+        })
+    }
 }
 
 fn parse_attachment(s: &str) -> Result<AttachmentId, String> {
@@ -205,14 +231,22 @@ fn print_skipped(skipped: &[libcni::Error]) {
     }
 }
 
-fn prepare(cli: &Cli) -> Result<Job> {
-    let (op, target) = match &cli.command {
-        Command::Add(t) => (Op::Add, t),
-        Command::Check(t) => (Op::Check, t),
-        Command::Del(t) => (Op::Del, t),
-        Command::Gc { target, .. } => (Op::Gc, target),
-        Command::Status(t) => (Op::Status, t),
-    };
+/// `CNI_PATH`'s directories; empty elements are ignored.
+fn plugin_dirs() -> Vec<PathBuf> {
+    std::env::var("CNI_PATH")
+        .unwrap_or_default()
+        .split(':')
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .collect()
+}
+
+/// `NETCONFPATH`, or the default when unset or empty.
+fn net_dir() -> String {
+    env_nonempty("NETCONFPATH").unwrap_or_else(|| DEFAULT_NET_DIR.to_owned())
+}
+
+fn prepare(cli: &Cli, op: Op, target: &Target) -> Result<Job> {
     let valid = match &cli.command {
         Command::Gc {
             valid, valid_file, ..
@@ -225,8 +259,7 @@ fn prepare(cli: &Cli) -> Result<Job> {
         }
         _ => None,
     };
-    let netdir = env_nonempty("NETCONFPATH").unwrap_or_else(|| DEFAULT_NET_DIR.to_owned());
-    let list = match ConfigLoader::new(&netdir).find_network(&target.net) {
+    let list = match ConfigLoader::new(net_dir()).find_network(&target.net) {
         Ok(found) => {
             let (list, skipped) = found.into_parts();
             print_skipped(&skipped);
@@ -257,13 +290,7 @@ fn prepare(cli: &Cli) -> Result<Job> {
         .ok_or_else(|| anyhow!("netns path {} is not UTF-8", netns.display()))?
         .to_owned();
     let cid = env_nonempty("CNI_CONTAINERID").unwrap_or_else(|| container_id(&netns));
-    let dirs: Vec<PathBuf> = std::env::var("CNI_PATH")
-        .unwrap_or_default()
-        .split(':')
-        .filter(|d| !d.is_empty())
-        .map(PathBuf::from)
-        .collect();
-    let mut cni = Cni::new(dirs);
+    let mut cni = Cni::new(plugin_dirs());
     if let Some(dir) = env_nonempty("CNI_CACHE_DIR") {
         cni = cni.with_cache_dir(dir);
     }
@@ -319,7 +346,14 @@ async fn execute(job: &Job) -> Result<Option<Vec<u8>>> {
 }
 
 async fn run(cli: Cli) -> Result<ExitCode> {
-    let job = prepare(&cli)?;
+    if let Command::Watch(args) = &cli.command {
+        return watch::run(args, net_dir(), plugin_dirs()).await;
+    }
+    let (op, target) = cli
+        .command
+        .target()
+        .expect("every other command has a target");
+    let job = prepare(&cli, op, target)?;
     if cli.dry_run {
         print!("{}", job.cni.plan(job.op, &job.list, &job.rt)?);
         return Ok(ExitCode::SUCCESS);
@@ -359,7 +393,9 @@ fn init_logging() {
     use tracing_subscriber::prelude::*;
     let filter = Targets::new()
         .with_default(tracing::Level::WARN)
-        .with_target("libcni::config::load", tracing::Level::ERROR);
+        .with_target("libcni::config::load", tracing::Level::ERROR)
+        // `cnitool watch` reports the watcher's problems on stdout.
+        .with_target("libcni::config::watch", tracing::Level::ERROR);
     let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .without_time()

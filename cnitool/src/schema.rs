@@ -1,0 +1,36 @@
+//! The envelope of cnitool's JSON output.
+//!
+//! Every JSON object cnitool prints for a machine starts with two fields:
+//! `"schema": "cnitool/v1"` (the version of this format; a change that is
+//! not backwards compatible gets a new version) and `"kind"` (what the rest
+//! of the object is, e.g. `"networks"` for a report of `cnitool watch`).
+//! Commands that gain a `--json` flag later share this envelope.
+
+use serde::Serialize;
+
+/// The version of cnitool's JSON output.
+pub const SCHEMA: &str = "cnitool/v1";
+
+/// `{"schema": SCHEMA, "kind": kind, ...body}`.
+#[derive(Serialize)]
+pub struct Envelope<'a, T> {
+    schema: &'static str,
+    kind: &'a str,
+    #[serde(flatten)]
+    body: &'a T,
+}
+
+impl<'a, T: Serialize> Envelope<'a, T> {
+    pub fn new(kind: &'a str, body: &'a T) -> Self {
+        Envelope {
+            schema: SCHEMA,
+            kind,
+            body,
+        }
+    }
+
+    /// One line of JSON, without the newline.
+    pub fn to_line(&self) -> String {
+        serde_json::to_string(self).expect("a report always serializes")
+    }
+}
