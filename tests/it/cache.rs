@@ -8,13 +8,7 @@ use serde_json::json;
 
 use crate::support::{TestEnv, stdin_of};
 
-fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(f)
-}
+use crate::support::netns::block_on;
 
 /// The conflist and attachment used with the reference cnitool v1.3.0 to
 /// produce `LIBCNI_CACHE` below (`cnitool add x /var/run/netns/foo` with

@@ -11,13 +11,7 @@ use serde_json::json;
 
 use crate::support::{TestEnv, assert_all_gone, stdin_of};
 
-fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(f)
-}
+use crate::support::netns::block_on;
 
 /// Records every request, runs most plugins as processes, and fails to
 /// start the ones named in `broken` (as a wrapper such as `nsenter` would

@@ -8,14 +8,7 @@ use serde_json::{Value, json};
 
 use crate::support::{TestEnv, stdin_of};
 
-fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(f)
-}
+use crate::support::block_on_mt as block_on;
 
 /// A conflist of test plugins with extra top-level keys.
 fn conflist(

@@ -15,14 +15,7 @@ fn rt(cid: &str) -> RuntimeConfig {
     RuntimeConfig::new(cid, "/var/run/netns/test", "eth0")
 }
 
-fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(f)
-}
+use crate::support::block_on_mt as block_on;
 
 /// A conflist of test plugins: `plugins` are (type, testPlugin actions).
 fn conflist(

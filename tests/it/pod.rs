@@ -9,13 +9,7 @@ use serde_json::{Value, json};
 
 use crate::support::{TestEnv, stdin_of};
 
-fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(f)
-}
+use crate::support::netns::block_on;
 
 /// `NN-<name>.conflist` with one test plugin of type `<name>-p`.
 fn network(env: &TestEnv, order: u8, name: &str, actions: Value) {

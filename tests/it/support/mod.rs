@@ -253,3 +253,13 @@ pub fn assert_all_gone(pid_files: &[&Path], started: usize, what: &str) {
     kill(&left);
     assert!(left.is_empty(), "{what}: survivors: {left:?}");
 }
+
+/// Runs a future on a two-worker multi-thread tokio runtime.
+pub fn block_on_mt<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
