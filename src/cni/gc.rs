@@ -79,36 +79,29 @@ impl<E: PluginExec + 'static> Cni<E> {
             }),
         }
         if at_least_1_1(list) {
-            let mut lookup = Vec::new();
-            let plan = plan::build(
-                list,
-                PlanInput {
-                    op: Op::Gc,
-                    rt: None,
-                    plugin_dirs: &self.plugin_dirs,
-                    cached: None,
-                    valid,
-                    env: &self.env,
-                },
-                |p| match self.find(p) {
-                    Ok(path) => Ok(path),
+            // Every binary is looked up (off the reactor) first; one that is
+            // missing fails that plugin's GC only.
+            let mut lookups: Vec<Option<Error>> = Vec::new();
+            let mut paths = self.find_all(list).await.into_iter();
+            let plan = self.build_with(Op::Gc, list, None, None, valid, |_| {
+                match paths.next().expect("one lookup per plugin") {
+                    Ok(path) => {
+                        lookups.push(None);
+                        Ok(path)
+                    }
                     Err(e) => {
-                        lookup.push((p.plugin_type().to_owned(), e));
+                        lookups.push(Some(e));
                         Ok(PathBuf::new())
                     }
-                },
-            )?;
+                }
+            })?;
             for inv in plan.invocations() {
-                let missing = lookup.iter().position(|(t, _)| t == inv.plugin_type());
-                let res = match missing {
-                    Some(i) if inv.path().as_os_str().is_empty() => {
-                        let (_, e) = lookup.remove(i);
-                        Err(e
-                            .for_plugin(inv.plugin_type())
-                            .in_network(net)
-                            .during(Op::Gc))
-                    }
-                    _ => self.run(inv, &inv.stdin(), net).await.map(|_| ()),
+                let res = match lookups[inv.index()].take() {
+                    Some(e) => Err(e
+                        .for_plugin(inv.plugin_type())
+                        .in_network(net)
+                        .during(Op::Gc)),
+                    None => self.run(inv, &inv.stdin(), net).await.map(|_| ()),
                 };
                 match res {
                     Ok(()) => report.plugins.push(inv.plugin_type().to_owned()),

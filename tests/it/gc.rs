@@ -449,3 +449,28 @@ fn status_answers_while_an_add_on_the_network_is_running() {
         .collect();
     assert_eq!(cmds, [json!("ADD"), json!("STATUS")]);
 }
+
+#[test]
+fn a_missing_plugin_fails_only_its_own_gc() {
+    let env = TestEnv::new("gc-missing");
+    env.plugin("a");
+    env.plugin("c");
+    let list = env.list(
+        r#"{"cniVersion":"1.1.0","name":"gm","plugins":[{"type":"a"},{"type":"gone"},{"type":"c"}]}"#,
+    );
+    let e = block_on(env.cni().gc_network_list(&list, None)).unwrap_err();
+    let ErrorKind::Gc { failures, .. } = e.kind() else {
+        panic!("{e:?}")
+    };
+    assert_eq!(failures.len(), 1, "{e}");
+    let GcFailure::Plugin { plugin, error, .. } = &failures[0] else {
+        panic!("{failures:?}")
+    };
+    assert_eq!(plugin, "gone");
+    assert!(
+        matches!(error.kind(), ErrorKind::PluginNotFound { .. }),
+        "{error}"
+    );
+    assert_eq!(calls_of(&env, "a", "GC").len(), 1);
+    assert_eq!(calls_of(&env, "c", "GC").len(), 1);
+}
