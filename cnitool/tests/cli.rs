@@ -9,18 +9,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::support::{TestEnv, assert_all_gone, assert_turns, cnitool_bin, pids, stdin_of};
-
-fn cnitool(env: &TestEnv) -> Command {
-    let mut c = Command::new(cnitool_bin());
-    c.env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("NETCONFPATH", &env.net_d)
-        .env("CNI_PATH", &env.bin)
-        .env("CNI_CACHE_DIR", &env.cache)
-        .current_dir(&env.root);
-    c
-}
+use crate::support::{TestEnv, assert_all_gone, assert_turns, pids, stdin_of};
 
 fn net(env: &TestEnv, name: &str, actions: Value) {
     env.plugin("p");
@@ -40,11 +29,11 @@ fn run(c: &mut Command) -> Output {
 fn usage_errors_exit_1() {
     let env = TestEnv::new("cli-usage");
     for args in [&[][..], &["add"], &["add", "net"], &["bogus", "net", "/ns"]] {
-        let out = run(cnitool(&env).args(args));
+        let out = run(env.cnitool().args(args));
         assert_eq!(out.status.code(), Some(1), "{args:?}");
         assert!(!out.stderr.is_empty());
     }
-    let out = run(cnitool(&env).arg("--help"));
+    let out = run(env.cnitool().arg("--help"));
     assert_eq!(out.status.code(), Some(0));
     assert!(text(&out.stdout).contains("NETCONFPATH"));
 }
@@ -53,7 +42,7 @@ fn usage_errors_exit_1() {
 fn add_prints_the_result_like_the_reference_and_del_cleans_up() {
     let env = TestEnv::new("cli-add");
     net(&env, "clinet", json!({}));
-    let out = run(cnitool(&env).args(["add", "clinet", "/var/run/netns/foo"]));
+    let out = run(env.cnitool().args(["add", "clinet", "/var/run/netns/foo"]));
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
     // Indented by four spaces, no trailing newline.
@@ -75,9 +64,11 @@ fn add_prints_the_result_like_the_reference_and_del_cleans_up() {
         env.cache_files(),
         ["clinet-cnitool-0e6b52a07b770f1e750c-eth0"]
     );
-    let out = run(cnitool(&env).args(["check", "clinet", "/var/run/netns/foo"]));
+    let out = run(env
+        .cnitool()
+        .args(["check", "clinet", "/var/run/netns/foo"]));
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    let out = run(cnitool(&env).args(["del", "clinet", "/var/run/netns/foo"]));
+    let out = run(env.cnitool().args(["del", "clinet", "/var/run/netns/foo"]));
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert!(out.stdout.is_empty());
     assert!(env.cache_files().is_empty());
@@ -87,7 +78,8 @@ fn add_prints_the_result_like_the_reference_and_del_cleans_up() {
 fn environment_variables_reach_the_plugin() {
     let env = TestEnv::new("cli-env");
     net(&env, "envnet", json!({}));
-    let out = run(cnitool(&env)
+    let out = run(env
+        .cnitool()
         .args(["add", "envnet", "relative/../ns"])
         .env("CNI_ARGS", "IgnoreUnknown=1;K8S_POD_NAME=web")
         .env("CNI_IFNAME", "net1")
@@ -128,12 +120,13 @@ fn bad_environment_values_are_errors() {
         ("CNI_ARGS", "A=b=c", "invalid CNI_ARGS pair \"A=b=c\""),
         ("CAP_ARGS", "[1]", "CAP_ARGS"),
     ] {
-        let out = run(cnitool(&env).args(["add", "b", "/ns"]).env(var, val));
+        let out = run(env.cnitool().args(["add", "b", "/ns"]).env(var, val));
         assert_eq!(out.status.code(), Some(1), "{var}={val}");
         assert!(text(&out.stderr).contains(msg), "{}", text(&out.stderr));
     }
     // An empty CNI_IFNAME is used as is (the default applies only when unset).
-    let out = run(cnitool(&env)
+    let out = run(env
+        .cnitool()
         .args(["add", "b", "/ns"])
         .env("CNI_IFNAME", ""));
     assert_eq!(out.status.code(), Some(1));
@@ -153,7 +146,7 @@ fn errors_go_to_stderr_with_exit_1() {
         "e",
         json!({"ADD": {"error": {"code": 7, "msg": "bad config", "details": "field x"}}}),
     );
-    let out = run(cnitool(&env).args(["add", "e", "/ns"]));
+    let out = run(env.cnitool().args(["add", "e", "/ns"]));
     assert_eq!(out.status.code(), Some(1));
     assert!(out.stdout.is_empty());
     let err = text(&out.stderr);
@@ -163,10 +156,11 @@ fn errors_go_to_stderr_with_exit_1() {
             && err.contains("network `e`"),
         "{err}"
     );
-    let out = run(cnitool(&env).args(["add", "missing", "/ns"]));
+    let out = run(env.cnitool().args(["add", "missing", "/ns"]));
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("no network configuration named \"missing\""));
-    let out = run(cnitool(&env)
+    let out = run(env
+        .cnitool()
         .args(["add", "e", "/ns"])
         .env_remove("CNI_PATH"));
     assert_eq!(out.status.code(), Some(1));
@@ -181,7 +175,7 @@ fn errors_go_to_stderr_with_exit_1() {
 fn dry_run_prints_the_plan_and_runs_nothing() {
     let env = TestEnv::new("cli-dry");
     net(&env, "dry", json!({}));
-    let out = run(cnitool(&env).args(["--dry-run", "add", "dry", "/ns"]));
+    let out = run(env.cnitool().args(["--dry-run", "add", "dry", "/ns"]));
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let plan = text(&out.stdout);
     assert!(
@@ -200,14 +194,17 @@ fn timeout_flag_bounds_each_plugin_run() {
         "t",
         json!({"ADD": {"pidFile": pidfile, "hang": true}}),
     );
-    let out = run(cnitool(&env).args(["--timeout", "300ms", "add", "t", "/ns"]));
+    let out = run(env
+        .cnitool()
+        .args(["--timeout", "300ms", "add", "t", "/ns"]));
     assert_eq!(out.status.code(), Some(1));
     assert!(
         text(&out.stderr).contains("timed out after 300ms"),
         "{}",
         text(&out.stderr)
     );
-    let out = run(cnitool(&env)
+    let out = run(env
+        .cnitool()
         .args(["add", "t", "/ns"])
         .env("CNITOOL_TIMEOUT", "0.2"));
     assert!(
@@ -227,7 +224,7 @@ fn huge_or_zero_timeouts_are_usage_errors_or_no_limit_never_a_panic() {
         ("0", "must be positive"),
         ("5x", "invalid duration"),
     ] {
-        let out = run(cnitool(&env).args(["--timeout", flag, "add", "h", "/ns"]));
+        let out = run(env.cnitool().args(["--timeout", flag, "add", "h", "/ns"]));
         assert_eq!(out.status.code(), Some(1), "{flag}: {}", text(&out.stderr));
         let stderr = text(&out.stderr);
         assert!(
@@ -237,7 +234,9 @@ fn huge_or_zero_timeouts_are_usage_errors_or_no_limit_never_a_panic() {
     }
     assert!(env.calls("p").is_empty());
     // The largest value is accepted and means no limit.
-    let out = run(cnitool(&env).args(["--timeout", "18446744073709551615", "add", "h", "/ns"]));
+    let out = run(env
+        .cnitool()
+        .args(["--timeout", "18446744073709551615", "add", "h", "/ns"]));
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
 }
 
@@ -252,7 +251,8 @@ fn sigterm_kills_the_plugin_group_before_cnitool_exits() {
             "s",
             json!({"ADD": {"pidFile": pidfile, "ignoreTerm": true, "spawnChild": {"pidFile": child_pids, "ignoreTerm": true}, "hang": true}}),
         );
-        let mut child = cnitool(&env)
+        let mut child = env
+            .cnitool()
             .args(["add", "s", "/ns"])
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -285,7 +285,7 @@ fn two_cnitool_processes_on_one_attachment_take_turns() {
     let marks = env.path("marks");
     net(&env, "x", json!({"*": {"mark": marks, "sleepMs": 300}}));
     let spawn = |cmd: &str| {
-        cnitool(&env)
+        env.cnitool()
             .args([cmd, "x", "/ns"])
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -312,7 +312,7 @@ fn gc_collects_everything_by_default_and_keeps_what_valid_names() {
     let env = TestEnv::new("cli-gc");
     net11(&env, "g", json!({}));
     for ns in ["/run/netns/a", "/run/netns/b", "/run/netns/c"] {
-        let out = run(cnitool(&env).args(["add", "g", ns]));
+        let out = run(env.cnitool().args(["add", "g", ns]));
         assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     }
     let files = env.cache_files();
@@ -330,7 +330,7 @@ fn gc_collects_everything_by_default_and_keeps_what_valid_names() {
         json!([{"containerID": cid(&files[1]), "ifname": "eth0"}]).to_string(),
     )
     .unwrap();
-    let out = run(cnitool(&env).args([
+    let out = run(env.cnitool().args([
         "gc",
         "g",
         "/run/netns/a",
@@ -359,11 +359,11 @@ fn gc_collects_everything_by_default_and_keeps_what_valid_names() {
         2
     );
     // The reference's form: everything of the network is collected.
-    let out = run(cnitool(&env).args(["gc", "g", "/run/netns/a"]));
+    let out = run(env.cnitool().args(["gc", "g", "/run/netns/a"]));
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert!(env.cache_files().is_empty());
     // A bad --valid is a usage error.
-    let out = run(cnitool(&env).args(["gc", "g", "/ns", "--valid", "nope"]));
+    let out = run(env.cnitool().args(["gc", "g", "/ns", "--valid", "nope"]));
     assert_eq!(out.status.code(), Some(1));
 }
 
@@ -375,7 +375,7 @@ fn gc_failures_exit_1_naming_each() {
         "g",
         json!({"GC": {"error": {"code": 11, "msg": "busy"}}}),
     );
-    let out = run(cnitool(&env).args(["gc", "g", "/ns"]));
+    let out = run(env.cnitool().args(["gc", "g", "/ns"]));
     assert_eq!(out.status.code(), Some(1));
     let stderr = text(&out.stderr);
     assert!(
@@ -388,14 +388,14 @@ fn gc_failures_exit_1_naming_each() {
 fn status_exits_0_when_ready_and_1_with_the_plugins_answer() {
     let env = TestEnv::new("cli-status");
     net11(&env, "ready", json!({}));
-    let out = run(cnitool(&env).args(["status", "ready", "/ns"]));
+    let out = run(env.cnitool().args(["status", "ready", "/ns"]));
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     net11(
         &env,
         "down",
         json!({"STATUS": {"error": {"code": 50, "msg": "no IPAM", "details": "pool empty"}}}),
     );
-    let out = run(cnitool(&env).args(["status", "down", "/ns"]));
+    let out = run(env.cnitool().args(["status", "down", "/ns"]));
     assert_eq!(out.status.code(), Some(1));
     let stderr = text(&out.stderr);
     assert!(
@@ -411,7 +411,7 @@ fn skipped_config_files_are_reported_also_on_success() {
     net(&env, "good", json!({}));
     env.write_config("00-broken.conflist", "{\n  \"name\": \"x\",\n  oops\n}");
     env.write_config("01-noname.conflist", r#"{"plugins":[{"type":"p"}]}"#);
-    let out = run(cnitool(&env).args(["add", "good", "/ns"]));
+    let out = run(env.cnitool().args(["add", "good", "/ns"]));
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let stderr = text(&out.stderr);
     let lines: Vec<&str> = stderr.lines().collect();
@@ -425,7 +425,7 @@ fn skipped_config_files_are_reported_also_on_success() {
         "{stderr}"
     );
     // Not found: every skipped file is named, since the network may be in one.
-    let out = run(cnitool(&env).args(["add", "missing", "/ns"]));
+    let out = run(env.cnitool().args(["add", "missing", "/ns"]));
     assert_eq!(out.status.code(), Some(1));
     let stderr = text(&out.stderr);
     assert!(
@@ -446,7 +446,7 @@ fn del_with_an_unusable_cache_warns_and_succeeds() {
     std::fs::create_dir_all(&elsewhere).unwrap();
     std::fs::create_dir_all(&env.cache).unwrap();
     std::os::unix::fs::symlink(&elsewhere, env.cache.join("results")).unwrap();
-    let out = run(cnitool(&env).args(["del", "w", "/ns"]));
+    let out = run(env.cnitool().args(["del", "w", "/ns"]));
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let stderr = text(&out.stderr);
     assert!(

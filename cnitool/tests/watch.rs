@@ -7,26 +7,16 @@ mod support;
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
+use std::process::{Child, ChildStdout, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::support::{TestEnv, cnitool_bin};
+use crate::support::TestEnv;
 
 /// Only a guard against a hang: every wait below ends much sooner.
 const HANG_GUARD: Duration = Duration::from_secs(60);
-
-fn cnitool(env: &TestEnv) -> Command {
-    let mut c = Command::new(cnitool_bin());
-    c.env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("NETCONFPATH", &env.net_d)
-        .env("CNI_PATH", &env.bin)
-        .current_dir(&env.root);
-    c
-}
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
@@ -60,7 +50,8 @@ impl Watch {
 
     /// Closes cnitool's stdout after reading `limit` lines.
     fn start_reading(env: &TestEnv, args: &[&str], limit: usize) -> Watch {
-        let mut child = cnitool(env)
+        let mut child = env
+            .cnitool()
             .arg("watch")
             .args(args)
             .stdout(Stdio::piped())
@@ -341,7 +332,7 @@ fn once_prints_the_human_report_and_exits() {
         &conflist("good", &["p", "tuning"]),
     );
     let other = put(&env, "20-other.conflist", &conflist("other", &["p"]));
-    let out = cnitool(&env).args(["watch", "--once"]).output().unwrap();
+    let out = env.cnitool().args(["watch", "--once"]).output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
     let lines: Vec<&str> = stdout.lines().collect();
@@ -373,7 +364,8 @@ fn once_prints_the_human_report_and_exits() {
     );
 
     // The same as one JSON line.
-    let out = cnitool(&env)
+    let out = env
+        .cnitool()
         .args(["watch", "--once", "--json"])
         .output()
         .unwrap();
@@ -394,7 +386,8 @@ fn once_prints_the_human_report_and_exits() {
 #[test]
 fn watch_takes_no_network_arguments() {
     let env = TestEnv::new("watch-usage");
-    let out = cnitool(&env)
+    let out = env
+        .cnitool()
         .args(["watch", "net", "/ns"])
         .output()
         .unwrap();

@@ -365,16 +365,14 @@ fn results_holds_only_complete_entries_and_crash_leftovers_are_swept() {
 
 #[test]
 fn killing_writers_at_any_instant_leaves_only_complete_entries() {
-    use std::process::{Command, Stdio};
+    use std::process::Stdio;
     let env = reference_env("crash");
     env.write_config("x.conflist", CONFLIST);
     let mut rng = 0x2545_f491_4f6c_dd1du64;
     for i in 0..40 {
-        let mut child = Command::new(crate::support::cnitool_bin())
+        let mut child = env
+            .cnitool()
             .args(["add", "x", &format!("/var/run/netns/crash{}", i % 4)])
-            .env("NETCONFPATH", &env.net_d)
-            .env("CNI_PATH", &env.bin)
-            .env("CNI_CACHE_DIR", &env.cache)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

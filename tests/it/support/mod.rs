@@ -137,6 +137,20 @@ impl TestEnv {
             .with_kill_grace(Duration::from_millis(500))
     }
 
+    /// The cnitool binary with a clean environment pointed at this
+    /// environment (`NETCONFPATH`, `CNI_PATH`, `CNI_CACHE_DIR`, `PATH`),
+    /// run from the root: nothing from the host's config leaks in.
+    pub fn cnitool(&self) -> std::process::Command {
+        let mut c = std::process::Command::new(cnitool_bin());
+        c.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("NETCONFPATH", &self.net_d)
+            .env("CNI_PATH", &self.bin)
+            .env("CNI_CACHE_DIR", &self.cache)
+            .current_dir(&self.root);
+        c
+    }
+
     /// What plugin `name` logged, one JSON object per call.
     pub fn calls(&self, name: &str) -> Vec<Value> {
         read_jsonl(&self.bin.join(format!("{name}.calls.jsonl")))
