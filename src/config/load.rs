@@ -54,10 +54,7 @@ impl LoadedConfigs {
     /// The network `name` as [`ConfigLoader::network`] would pick it: the
     /// first `.conflist` defining it, else the first `.conf`/`.json`.
     pub fn get(&self, name: &str) -> Option<&NetworkConfigList> {
-        let is_list = |n: &&NetworkConfigList| n.source().is_some_and(|p| ext(p) == b".conflist");
-        let mut matching = self.networks.iter().filter(|n| n.name() == name);
-        let first = matching.clone().next();
-        matching.find(is_list).or(first)
+        pick(&self.networks, name).map(|i| &self.networks[i])
     }
 
     /// Splits into the networks and the errors.
@@ -227,6 +224,22 @@ impl ConfigLoader {
         report(&out.skipped);
         Ok(out)
     }
+}
+
+/// The index of network `name` among `networks` (in file order) as libcni
+/// picks it: the first `.conflist` defining it, else the first other file.
+pub(crate) fn pick(networks: &[NetworkConfigList], name: &str) -> Option<usize> {
+    let mut first = None;
+    for (i, net) in networks.iter().enumerate() {
+        if net.name() != name {
+            continue;
+        }
+        if net.source().is_some_and(|p| ext(p) == b".conflist") {
+            return Some(i);
+        }
+        first.get_or_insert(i);
+    }
+    first
 }
 
 fn report(skipped: &[Error]) {

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use serde_json::Value;
 use serde_json::value::RawValue;
 
+pub(crate) use self::load::pick;
 pub use self::load::{ConfigLoader, LoadedConfigs, NetworkLookup};
 pub use self::watch::{
     ConfigProblemReport, ConfigSnapshot, ConfigUpdates, ConfigWatcher, ConfigWatcherBuilder,

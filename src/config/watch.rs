@@ -424,17 +424,7 @@ impl ConfigSnapshot {
     }
 
     fn pick(&self, name: &str) -> Option<usize> {
-        let mut first = None;
-        for (i, net) in self.networks.iter().enumerate() {
-            if net.name() != name {
-                continue;
-            }
-            if net.source().is_some_and(is_conflist) {
-                return Some(i);
-            }
-            first.get_or_insert(i);
-        }
-        first
+        super::load::pick(&self.networks, name)
     }
 }
 

@@ -541,17 +541,9 @@ impl<E: PluginExec + 'static> PodNetworks<E> {
     }
 }
 
-/// The network `name` as libcni picks it: the first `.conflist` defining
-/// it, else the first other file.
+/// The network `name` as libcni picks it (see `LoadedConfigs::get`).
 fn pick<'a>(networks: &'a [NetworkConfigList], name: &str) -> Option<&'a NetworkConfigList> {
-    let mut matching = networks.iter().filter(|n| n.name() == name);
-    let first = matching.clone().next();
-    matching
-        .find(|n| {
-            n.source()
-                .is_some_and(|p| p.extension().is_some_and(|e| e == "conflist"))
-        })
-        .or(first)
+    crate::config::pick(networks, name).map(|i| &networks[i])
 }
 
 /// Sorts interfaces in attach order: `lo` first, then by the number at the
