@@ -308,7 +308,6 @@ impl<E: PluginExec + 'static> Cni<E> {
             duration_ms = tracing::field::Empty,
             status = tracing::field::Empty,
         );
-        let started = Instant::now();
         let req = ExecRequest {
             path: inv.path(),
             op: inv.op(),
@@ -326,6 +325,8 @@ impl<E: PluginExec + 'static> Cni<E> {
             ),
             None => None,
         };
+        // The run's duration, without the wait for a permit.
+        let started = Instant::now();
         let res = self.exec.exec(req).instrument(span.clone()).await;
         let _entered = span.enter();
         span.record("duration_ms", started.elapsed().as_secs_f64() * 1e3);
