@@ -1,46 +1,63 @@
-//! `cnitool`: add, check, delete, garbage-collect or ask the status of a
-//! container's network attachment by hand.
+//! `cnitool`: try a CNI network by hand, and see what a runtime sees.
 //!
-//! A drop-in for the reference `cnitool`: same commands and environment
-//! variables (`NETCONFPATH`, `CNI_PATH`, `CNI_IFNAME`, `CNI_ARGS`,
-//! `CAP_ARGS`), plus `CNI_CONTAINERID`, `CNI_CACHE_DIR`, `--timeout`,
-//! `--dry-run` and, for `gc`, `--valid`/`--valid-file`. Ctrl-C or SIGTERM
-//! stops the running plugin's whole process group before cnitool exits.
-//! Config files skipped while looking for the network, and the library's
-//! warnings, are printed on stderr, also when the command succeeds.
-//!
-//! `cnitool watch` prints the networks of the configuration directory and
-//! a new report each time they change (see [`watch`]).
+//! A drop-in for the reference `cnitool`: `add`, `check`, `del`, `gc` and
+//! `status` take the same arguments and environment variables
+//! (`NETCONFPATH`, `CNI_PATH`, `CNI_IFNAME`, `CNI_ARGS`, `CAP_ARGS`, plus
+//! `CNI_CONTAINERID` and `CNI_CACHE_DIR`), print the same output and exit
+//! with the same codes. Beyond the reference: flags for each of those
+//! variables (see [`opts`]), `list`, `plan`, `validate`, `version`,
+//! `watch`, `demo`, `--json` on every command (see [`schema`]), errors
+//! that say what to do (see [`explain`]), shell completions and a man
+//! page. Ctrl-C or SIGTERM stops the running plugin's whole process group
+//! before cnitool exits. Config files skipped on the way, and the
+//! library's warnings, are printed on stderr, also when the command
+//! succeeds.
 
+mod demo;
+mod explain;
+mod list;
+mod ops;
+mod opts;
+mod planview;
 mod schema;
+mod validate;
 mod watch;
 
-use std::path::{Component, Path, PathBuf};
+use std::io::Write;
+use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
-use anyhow::{Context, Result, anyhow};
-use clap::{Parser, Subcommand};
-use libcni::{AttachmentId, Cni, ConfigLoader, ErrorKind, NetworkConfigList, Op, RuntimeConfig};
-use sha2::{Digest, Sha512};
+use anyhow::{Context, Result};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
+use libcni::{AttachmentId, Op};
 
-const DEFAULT_NET_DIR: &str = "/etc/cni/net.d";
+use crate::explain::Explained;
+use crate::opts::Globals;
 
-/// Add, check or remove network interfaces from a network namespace.
-///
-/// Environment: NETCONFPATH (default /etc/cni/net.d), CNI_PATH (plugin
-/// directories, `:`-separated), CNI_IFNAME (default eth0), CNI_ARGS
-/// (`K=V;K2=V2`), CAP_ARGS (JSON object of capability arguments),
-/// CNI_CONTAINERID (default: derived from the netns path, as the reference
-/// cnitool does), CNI_CACHE_DIR (default /var/lib/cni).
+const ENV_HELP: &str = "\
+Environment (each flag wins over its variable):
+  NETCONFPATH      config directory (--conf-dir), default /etc/cni/net.d
+  CNI_PATH         plugin directories, `:`-separated (--plugin-dir)
+  CNI_CACHE_DIR    result cache directory (--cache-dir), default /var/lib/cni
+  CNI_IFNAME       interface name (--ifname), default eth0
+  CNI_ARGS         plugin arguments K=V;K2=V2 (--args)
+  CAP_ARGS         capability arguments, a JSON object (--cap-args)
+  CNI_CONTAINERID  container id (--container-id), default derived from the netns path
+  CNITOOL_TIMEOUT  longest plugin run (--timeout)
+  RUST_LOG         the library's log filter (default: warnings)
+
+Exit status: 0 on success, 1 on any error (usage errors included), 130 or
+143 when interrupted by SIGINT or SIGTERM.";
+
+/// Add, check or remove network interfaces from a network namespace; and
+/// see the networks, plans and plugins a runtime would use.
 #[derive(Parser, Debug)]
-#[command(name = "cnitool", version)]
+#[command(name = "cnitool", version, after_help = ENV_HELP)]
 struct Cli {
-    /// Longest time one plugin may run, e.g. `30s`, `500ms`, `2m`, `1h 30m`
-    /// (plain numbers are seconds). Its process group is then killed.
-    #[arg(long, global = true, env = "CNITOOL_TIMEOUT", value_parser = parse_duration)]
-    timeout: Option<Duration>,
-    /// Print what would run (binaries, environment, stdin) and run nothing.
+    #[command(flatten)]
+    globals: Globals,
+    /// Print what would run (binaries, environment, stdin) and run
+    /// nothing; the same as `cnitool plan OP ...`.
     #[arg(long, global = true)]
     dry_run: bool,
     #[command(subcommand)]
@@ -51,7 +68,7 @@ struct Cli {
 enum Command {
     /// Attach the namespace to the network and print the result.
     Add(Target),
-    /// Check the attachment.
+    /// Check the attachment against its cached result.
     Check(Target),
     /// Detach the namespace from the network.
     Del(Target),
@@ -72,26 +89,80 @@ enum Command {
     /// Ask the network's plugins whether they are ready (spec 1.1.0 and
     /// later; earlier versions are always ready).
     Status(Target),
-    /// Print the networks of NETCONFPATH as a runtime sees them (load
-    /// order, the default network, plugin chains, readiness against
-    /// CNI_PATH, skipped files and why), then a new report each time they
-    /// change, until SIGINT/SIGTERM or stdout is closed (exit 0). Runs no
+    /// List every network of the config directory in load order, the
+    /// default marked, with each plugin chain, its cniVersion, where each
+    /// plugin binary is, and every skipped file with the reason. Runs no
     /// plugin.
+    List,
+    /// Show what an operation would run: each plugin's binary, CNI
+    /// variables, exact stdin, and where its prevResult comes from. Runs
+    /// nothing.
+    Plan {
+        /// The operation.
+        op: PlanOp,
+        /// The network name.
+        net: String,
+        /// The network namespace path (not needed for gc and status).
+        netns: Option<String>,
+    },
+    /// Check that every plugin (and IPAM plugin) of the network, or of
+    /// every network, is found and supports its cniVersion (VERSION).
+    Validate {
+        /// The network name; all networks when omitted.
+        net: Option<String>,
+    },
+    /// Ask a plugin which spec versions it supports (VERSION).
+    Version {
+        /// The plugin type, e.g. bridge.
+        plugin: String,
+    },
+    /// Print the networks of the config directory as a runtime sees them,
+    /// then a new report each time they change, until SIGINT/SIGTERM or
+    /// stdout is closed (exit 0). Runs no plugin.
     Watch(watch::WatchArgs),
+    /// Attach a throwaway container to the classic `mynet` network (bridge
+    /// and host-local) with the real plugins, in network namespaces and a
+    /// work directory of its own, show the result and the container's
+    /// addresses, check, detach, and clean everything up. Needs root.
+    Demo(demo::DemoArgs),
+    /// Print a shell completion script, e.g.
+    /// `cnitool completions bash > /etc/bash_completion.d/cnitool`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), e.g. `cnitool man | man -l -`.
+    Man,
 }
 
-impl Command {
-    /// The operation and its target; `None` for `watch`.
-    fn target(&self) -> Option<(Op, &Target)> {
-        Some(match self {
-            Command::Add(t) => (Op::Add, t),
-            Command::Check(t) => (Op::Check, t),
-            Command::Del(t) => (Op::Del, t),
-            Command::Gc { target, .. } => (Op::Gc, target),
-            Command::Status(t) => (Op::Status, t),
-            Command::Watch(_) => return None,
-        })
+/// The operations `cnitool plan` knows.
+#[derive(ValueEnum, Clone, Copy, Debug)]
+enum PlanOp {
+    Add,
+    Check,
+    Del,
+    Gc,
+    Status,
+}
+
+impl From<PlanOp> for Op {
+    fn from(p: PlanOp) -> Op {
+        match p {
+            PlanOp::Add => Op::Add,
+            PlanOp::Check => Op::Check,
+            PlanOp::Del => Op::Del,
+            PlanOp::Gc => Op::Gc,
+            PlanOp::Status => Op::Status,
+        }
     }
+}
+
+#[derive(clap::Args, Debug)]
+struct Target {
+    /// The network name.
+    net: String,
+    /// The network namespace path, e.g. /var/run/netns/foo.
+    netns: String,
 }
 
 fn parse_attachment(s: &str) -> Result<AttachmentId, String> {
@@ -103,273 +174,62 @@ fn parse_attachment(s: &str) -> Result<AttachmentId, String> {
     }
 }
 
-/// The attachments in a `--valid-file`.
-fn read_valid_file(path: &Path) -> Result<Vec<AttachmentId>> {
-    #[derive(serde::Deserialize)]
-    struct Entry {
-        #[serde(rename = "containerID")]
-        container_id: String,
-        ifname: String,
-    }
-    let bytes =
-        std::fs::read(path).with_context(|| format!("reading --valid-file {}", path.display()))?;
-    let entries: Vec<Entry> = serde_json::from_slice(&bytes).with_context(|| {
-        format!(
-            "--valid-file {}: expected a JSON array of {{\"containerID\": .., \"ifname\": ..}}",
-            path.display()
-        )
-    })?;
-    Ok(entries
-        .into_iter()
-        .map(|e| AttachmentId::new(e.container_id, e.ifname))
-        .collect())
-}
-
-#[derive(clap::Args, Debug)]
-struct Target {
-    /// The network name.
-    net: String,
-    /// The network namespace path, e.g. /var/run/netns/foo.
-    netns: String,
-}
-
-/// A `--timeout`: a plain number of seconds (`30`, `0.5`) or a `humantime`
-/// duration (`30s`, `500ms`, `2m`, `1h 30m`). Zero is refused, and so is a
-/// value beyond `Duration`'s range, with an error rather than a panic (up to
-/// 18446744073709551615 s is accepted; the library takes a timeout it cannot
-/// add to the clock as no limit).
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let plain = !s.is_empty()
-        && s.bytes().all(|b| b.is_ascii_digit() || b == b'.')
-        && s.bytes().filter(|&b| b == b'.').count() <= 1;
-    let d = if plain {
-        match s.parse::<u64>() {
-            Ok(secs) => Duration::from_secs(secs),
-            Err(_) => {
-                let secs: f64 = s.parse().map_err(|_| format!("invalid duration {s:?}"))?;
-                Duration::try_from_secs_f64(secs)
-                    .map_err(|_| format!("duration {s:?} is too large (at most {} s)", u64::MAX))?
-            }
+/// Writes to stdout; a closed stdout (EPIPE) is not an error.
+fn emit(bytes: &[u8]) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(anyhow::Error::from(e).context("writing to stdout"))
         }
-    } else {
-        humantime::parse_duration(s).map_err(|e| match e {
-            humantime::DurationError::NumberOverflow => {
-                format!("duration {s:?} is too large (at most {} s)", u64::MAX)
-            }
-            e => format!("invalid duration {s:?}: {e} (e.g. 30s, 500ms, 2m, or seconds)"),
-        })?
-    };
-    if d.is_zero() {
-        return Err(format!("duration must be positive: {s:?}"));
+        _ => Ok(()),
     }
-    Ok(d)
 }
 
-/// The reference cnitool's `CNI_ARGS` parsing: `;`-separated pairs of
-/// exactly two non-empty `=`-separated parts.
-fn parse_cni_args(args: &str) -> Result<Vec<(String, String)>> {
-    args.split(';')
-        .map(|pair| {
-            let kv: Vec<&str> = pair.split('=').collect();
-            match kv.as_slice() {
-                [k, v] if !k.is_empty() && !v.is_empty() => Ok(((*k).to_owned(), (*v).to_owned())),
-                _ => Err(anyhow!("invalid CNI_ARGS pair {pair:?}")),
-            }
-        })
-        .collect()
+/// Emits text or JSON.
+fn show(g: &Globals, human: impl FnOnce() -> String, json: impl FnOnce() -> String) -> Result<()> {
+    emit(if g.json { json() } else { human() }.as_bytes())
 }
 
-/// Go's `filepath.Abs`: join with the working directory, then clean
-/// lexically (`.` and `..` removed, no symlinks resolved).
-fn absolute(p: &str) -> Result<PathBuf> {
-    let p = Path::new(p);
-    let joined = if p.is_absolute() {
-        p.to_owned()
-    } else {
-        std::env::current_dir()
-            .context("cannot determine the working directory")?
-            .join(p)
-    };
-    let mut out = PathBuf::from("/");
-    for c in joined.components() {
-        match c {
-            Component::ParentDir => {
-                out.pop();
-            }
-            Component::Normal(n) => out.push(n),
-            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
-        }
-    }
-    Ok(out)
-}
-
-/// `cnitool-` + hex of the first 10 bytes of SHA-512 of the netns path.
-fn container_id(netns: &str) -> String {
-    let digest = Sha512::digest(netns.as_bytes());
-    let hex: String = digest[..10].iter().map(|b| format!("{b:02x}")).collect();
-    format!("cnitool-{hex}")
-}
-
-fn env_nonempty(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.is_empty())
-}
-
-struct Job {
-    cni: Cni,
-    list: NetworkConfigList,
-    rt: RuntimeConfig,
+/// An operation with a target: look up, then plan or run.
+async fn operate(
+    cli: &Cli,
     op: Op,
-    valid: Option<Vec<AttachmentId>>,
-}
-
-/// Prints one line per config file skipped: the file and why (with line
-/// and column where there is one).
-fn print_skipped(skipped: &[libcni::Error]) {
-    for e in skipped {
-        eprintln!("cnitool: skipped config file {e}");
+    net: &str,
+    netns: Option<&str>,
+    plan: bool,
+) -> Result<ExitCode> {
+    let g = &cli.globals;
+    let found = ops::find(g, net)?;
+    let rt = g.runtime_config(netns.unwrap_or(""))?;
+    let cni = g.cni();
+    if plan {
+        let p = cni.plan(op, &found.list, &rt)?;
+        show(
+            g,
+            || planview::human(&p, &rt),
+            || planview::json(&p, &rt, &found.skipped),
+        )?;
+        return Ok(ExitCode::SUCCESS);
     }
-}
-
-/// `CNI_PATH`'s directories; empty elements are ignored.
-fn plugin_dirs() -> Vec<PathBuf> {
-    std::env::var("CNI_PATH")
-        .unwrap_or_default()
-        .split(':')
-        .filter(|d| !d.is_empty())
-        .map(PathBuf::from)
-        .collect()
-}
-
-/// `NETCONFPATH`, or the default when unset or empty.
-fn net_dir() -> String {
-    env_nonempty("NETCONFPATH").unwrap_or_else(|| DEFAULT_NET_DIR.to_owned())
-}
-
-fn prepare(cli: &Cli, op: Op, target: &Target) -> Result<Job> {
     let valid = match &cli.command {
         Command::Gc {
             valid, valid_file, ..
-        } => {
-            let mut set = valid.clone();
-            if let Some(f) = valid_file {
-                set.extend(read_valid_file(f)?);
-            }
-            (!set.is_empty() || valid_file.is_some()).then_some(set)
-        }
+        } => ops::valid_set(valid, valid_file.as_deref())?,
         _ => None,
     };
-    let list = match ConfigLoader::new(net_dir()).find_network(&target.net) {
-        Ok(found) => {
-            let (list, skipped) = found.into_parts();
-            print_skipped(&skipped);
-            list
-        }
-        Err(e) => {
-            if let ErrorKind::NetworkNotFound { skipped, .. }
-            | ErrorKind::NoValidConfig { skipped, .. } = e.kind()
-            {
-                print_skipped(skipped);
-            }
-            return Err(e.into());
-        }
-    };
-
-    let mut rt_caps = serde_json::Map::new();
-    if let Some(caps) = env_nonempty("CAP_ARGS") {
-        rt_caps = serde_json::from_str(&caps).context("CAP_ARGS must be a JSON object")?;
-    }
-    let args = match env_nonempty("CNI_ARGS") {
-        Some(a) => parse_cni_args(&a)?,
-        None => Vec::new(),
-    };
-    let ifname = std::env::var("CNI_IFNAME").unwrap_or_else(|_| "eth0".to_owned());
-    let netns = absolute(&target.netns)?;
-    let netns = netns
-        .to_str()
-        .ok_or_else(|| anyhow!("netns path {} is not UTF-8", netns.display()))?
-        .to_owned();
-    let cid = env_nonempty("CNI_CONTAINERID").unwrap_or_else(|| container_id(&netns));
-    let mut cni = Cni::new(plugin_dirs());
-    if let Some(dir) = env_nonempty("CNI_CACHE_DIR") {
-        cni = cni.with_cache_dir(dir);
-    }
-    if let Some(t) = cli.timeout {
-        cni = cni.with_timeout(t);
-    }
-    let rt = RuntimeConfig::new(cid, netns, ifname)
-        .with_args(args)
-        .with_capability_args(rt_caps);
-    Ok(Job {
+    let job = ops::Job {
         cni,
-        list,
+        found,
         rt,
         op,
         valid,
-    })
-}
-
-async fn execute(job: &Job) -> Result<Option<Vec<u8>>> {
-    Ok(match job.op {
-        Op::Add => Some(
-            job.cni
-                .add_network_list(&job.list, &job.rt)
-                .await?
-                .to_json_pretty(),
-        ),
-        Op::Check => {
-            job.cni.check_network_list(&job.list, &job.rt).await?;
-            None
-        }
-        Op::Gc => {
-            let report = job
-                .cni
-                .gc_network_list(&job.list, job.valid.as_deref())
-                .await?;
-            for id in &report.deleted {
-                eprintln!("cnitool: deleted stale attachment {id}");
-            }
-            for e in &report.skipped {
-                eprintln!("cnitool: skipped cache file {e}");
-            }
-            None
-        }
-        Op::Status => {
-            job.cni.status_network_list(&job.list).await?;
-            None
-        }
-        _ => {
-            job.cni.del_network_list(&job.list, &job.rt).await?;
-            None
-        }
-    })
-}
-
-async fn run(cli: Cli) -> Result<ExitCode> {
-    if let Command::Watch(args) = &cli.command {
-        return watch::run(args, net_dir(), plugin_dirs()).await;
-    }
-    let (op, target) = cli
-        .command
-        .target()
-        .expect("every other command has a target");
-    let job = prepare(&cli, op, target)?;
-    if cli.dry_run {
-        print!("{}", job.cni.plan(job.op, &job.list, &job.rt)?);
-        return Ok(ExitCode::SUCCESS);
-    }
+    };
     use tokio::signal::unix::{SignalKind, signal};
     let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let (name, code) = tokio::select! {
-        res = execute(&job) => {
-            if let Some(out) = res? {
-                use std::io::Write;
-                let mut stdout = std::io::stdout().lock();
-                // As the reference: indented by four spaces, no trailing newline.
-                stdout.write_all(&out).context("writing the result")?;
-                stdout.flush().context("writing the result")?;
-            }
+        res = ops::execute(&job, g.json) => {
+            emit(&res?)?;
             return Ok(ExitCode::SUCCESS);
         }
         _ = sigint.recv() => ("SIGINT", 130),
@@ -380,22 +240,74 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     eprintln!(
         "{name} received: {} of network {:?} cancelled, running plugin killed",
         job.op,
-        job.list.name()
+        job.found.list.name()
     );
     Ok(ExitCode::from(code))
 }
 
+async fn run(cli: &Cli) -> Result<ExitCode> {
+    let g = &cli.globals;
+    let dry = cli.dry_run;
+    match &cli.command {
+        Command::Add(t) => operate(cli, Op::Add, &t.net, Some(&t.netns), dry).await,
+        Command::Check(t) => operate(cli, Op::Check, &t.net, Some(&t.netns), dry).await,
+        Command::Del(t) => operate(cli, Op::Del, &t.net, Some(&t.netns), dry).await,
+        Command::Gc { target: t, .. } => operate(cli, Op::Gc, &t.net, Some(&t.netns), dry).await,
+        Command::Status(t) => operate(cli, Op::Status, &t.net, Some(&t.netns), dry).await,
+        Command::Plan { op, net, netns } => {
+            let op = Op::from(*op);
+            if netns.is_none() && matches!(op, Op::Add | Op::Check | Op::Del) {
+                return Err(explain::Usage(format!(
+                    "cnitool plan {}: the network namespace path is missing: cnitool plan {} {net} NETNS",
+                    op.as_str().to_lowercase(),
+                    op.as_str().to_lowercase()
+                ))
+                .into());
+            }
+            operate(cli, op, net, netns.as_deref(), true).await
+        }
+        Command::List => {
+            let l = list::Listing::new(g)?;
+            show(g, || l.human(), || l.json())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Validate { net } => {
+            let v = validate::Validation::run(g, net.as_deref()).await?;
+            show(g, || v.human(), || v.json())?;
+            Ok(if v.valid() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+        Command::Version { plugin } => {
+            let v = validate::PluginVersion::run(g, plugin).await?;
+            show(g, || v.human(), || v.json())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Watch(args) => watch::run(args, g).await,
+        Command::Demo(_) | Command::Completions { .. } | Command::Man => {
+            unreachable!("run without the runtime")
+        }
+    }
+}
+
 /// Prints the library's warnings (a cache that cannot be used, a plugin
 /// left running, ...) on stderr; its skipped-file warnings are printed by
-/// cnitool itself.
+/// cnitool itself. `RUST_LOG` sets another filter.
 fn init_logging() {
     use tracing_subscriber::filter::Targets;
     use tracing_subscriber::prelude::*;
-    let filter = Targets::new()
-        .with_default(tracing::Level::WARN)
-        .with_target("libcni::config::load", tracing::Level::ERROR)
-        // `cnitool watch` reports the watcher's problems on stdout.
-        .with_target("libcni::config::watch", tracing::Level::ERROR);
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|s| s.parse::<Targets>().ok())
+        .unwrap_or_else(|| {
+            Targets::new()
+                .with_default(tracing::Level::WARN)
+                .with_target("libcni::config::load", tracing::Level::ERROR)
+                // `cnitool watch` reports the watcher's problems on stdout.
+                .with_target("libcni::config::watch", tracing::Level::ERROR)
+        });
     let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .without_time()
@@ -403,6 +315,24 @@ fn init_logging() {
     tracing_subscriber::registry()
         .with(fmt.with_filter(filter))
         .init();
+}
+
+/// Prints an error: text with hints on stderr, or a JSON object (kind
+/// `error`) on stdout under `--json`.
+fn report_error(e: &anyhow::Error, cli: &Cli) -> ExitCode {
+    let x = Explained::new(e, &cli.globals);
+    if cli.globals.json {
+        #[derive(serde::Serialize)]
+        struct Body<'a> {
+            error: &'a Explained,
+        }
+        let mut line = schema::Envelope::new("error", &Body { error: &x }).to_line();
+        line.push('\n');
+        let _ = emit(line.as_bytes());
+    } else {
+        eprint!("{}", x.human());
+    }
+    ExitCode::from(1)
 }
 
 fn main() -> ExitCode {
@@ -415,22 +345,32 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("cannot start the async runtime: {e}");
-            return ExitCode::from(1);
+    let result = match &cli.command {
+        Command::Completions { shell } => {
+            let mut buf = Vec::new();
+            clap_complete::generate(*shell, &mut Cli::command(), "cnitool", &mut buf);
+            emit(&buf).map(|()| ExitCode::SUCCESS)
         }
+        Command::Man => {
+            let mut buf = Vec::new();
+            clap_mangen::Man::new(Cli::command())
+                .render(&mut buf)
+                .context("rendering the man page")
+                .and_then(|()| emit(&buf))
+                .map(|()| ExitCode::SUCCESS)
+        }
+        // The demo runs the plugins on a runtime of its own, in a thread
+        // inside its private host namespace.
+        Command::Demo(args) => demo::run(&cli.globals, args),
+        _ => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("cannot start the async runtime")
+            .and_then(|rt| rt.block_on(run(&cli))),
     };
-    match rt.block_on(run(cli)) {
+    match result {
         Ok(code) => code,
-        Err(e) => {
-            eprintln!("{e:#}");
-            ExitCode::from(1)
-        }
+        Err(e) => report_error(&e, &cli),
     }
 }
 
@@ -439,76 +379,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn container_id_matches_the_reference() {
-        assert_eq!(
-            container_id("/var/run/netns/foo"),
-            "cnitool-0e6b52a07b770f1e750c"
-        );
-    }
-
-    #[test]
-    fn cni_args_need_two_non_empty_parts() {
-        assert_eq!(
-            parse_cni_args("A=1;B=2").unwrap(),
-            [
-                ("A".to_owned(), "1".to_owned()),
-                ("B".to_owned(), "2".to_owned())
-            ]
-        );
-        for bad in ["A=1;", "A=b=c", "=1", "A=", "A"] {
-            let e = parse_cni_args(bad).unwrap_err().to_string();
-            assert!(e.starts_with("invalid CNI_ARGS pair"), "{bad}: {e}");
-        }
-    }
-
-    #[test]
-    fn absolute_cleans_like_go() {
-        assert_eq!(
-            absolute("/var/run/../run/netns/./x/").unwrap(),
-            PathBuf::from("/var/run/netns/x")
-        );
-        assert_eq!(absolute("/..").unwrap(), PathBuf::from("/"));
-    }
-
-    #[test]
-    fn durations() {
-        let ok = |s: &str| parse_duration(s).unwrap_or_else(|e| panic!("{s}: {e}"));
-        // Plain numbers are seconds.
-        assert_eq!(ok("30"), Duration::from_secs(30));
-        assert_eq!(ok(" 30 "), Duration::from_secs(30));
-        assert_eq!(ok("0.2"), Duration::from_millis(200));
-        // Anything else goes through humantime.
-        assert_eq!(ok("500ms"), Duration::from_millis(500));
-        assert_eq!(ok("2m"), Duration::from_secs(120));
-        assert_eq!(ok("1h 30m"), Duration::from_secs(5400));
-        assert_eq!(ok("3days"), Duration::from_secs(3 * 86400));
-        // The largest value is accepted (the library then sets no limit).
-        assert_eq!(ok("18446744073709551615"), Duration::from_secs(u64::MAX));
-        assert_eq!(ok("18446744073709551615s"), Duration::from_secs(u64::MAX));
-        for (bad, why) in [
-            ("0", "must be positive"),
-            ("0s", "must be positive"),
-            ("0.0", "must be positive"),
-            ("0ms 0s", "must be positive"),
-            ("", "invalid duration"),
-            (".", "invalid duration"),
-            ("1.2.3", "invalid duration"),
-            ("5x", "invalid duration"),
-            ("-1", "invalid duration"),
-            ("ms", "invalid duration"),
-            ("1e3", "invalid duration"),
-            ("inf", "invalid duration"),
-            ("NaN", "invalid duration"),
-            // Beyond Duration's range: an error, not a panic.
-            ("18446744073709551616", "too large"),
-            ("99999999999999999999", "too large"),
-            ("99999999999999999999.5", "too large"),
-            ("99999999999999999999s", "too large"),
-            ("18446744073709551615s 1s", "too large"),
-            ("999999999999999999y", "too large"),
-        ] {
-            let e = parse_duration(bad).expect_err(bad);
-            assert!(e.contains(why), "{bad:?}: {e}");
-        }
+    fn the_cli_definition_is_consistent() {
+        Cli::command().debug_assert();
     }
 }

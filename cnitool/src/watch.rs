@@ -50,7 +50,7 @@
 
 use std::error::Error as _;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::{Arc, mpsc};
 
@@ -60,15 +60,12 @@ use serde::Serialize;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc as ampsc;
 
+use crate::opts::Globals;
 use crate::schema::Envelope;
 
 /// The options of `cnitool watch`.
 #[derive(clap::Args, Debug)]
 pub struct WatchArgs {
-    /// Print one JSON object per report, one per line (schema `cnitool/v1`,
-    /// kind `networks`).
-    #[arg(long)]
-    pub json: bool,
     /// Print the current report and exit.
     #[arg(long)]
     pub once: bool,
@@ -315,11 +312,9 @@ fn spawn_hangup_watch(ended: ampsc::UnboundedSender<Ended>) {
 }
 
 /// Runs `cnitool watch`.
-pub async fn run(
-    args: &WatchArgs,
-    conf_dir: String,
-    plugin_dirs: Vec<PathBuf>,
-) -> Result<ExitCode> {
+pub async fn run(args: &WatchArgs, g: &Globals) -> Result<ExitCode> {
+    let conf_dir = g.conf_dir().display().to_string();
+    let plugin_dirs = g.plugin_dirs();
     let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let start = ConfigWatcher::builder(&conf_dir)
@@ -334,7 +329,7 @@ pub async fn run(
     let mut snap: Arc<ConfigSnapshot> = updates.snapshot();
     let render = |snap: &ConfigSnapshot| {
         let report = Report::new(snap);
-        if args.json {
+        if g.json {
             report.json()
         } else {
             report.human()
@@ -362,7 +357,7 @@ pub async fn run(
         // the current one) is printed once.
         if snap.generation() > printed {
             let mut text = render(&snap);
-            if printed > 0 && !args.json {
+            if printed > 0 && !g.json {
                 text.insert(0, '\n');
             }
             printed = snap.generation();
