@@ -374,8 +374,12 @@ fn hints(e: &libcni::Error, g: &Globals) -> Vec<String> {
         ErrorKind::Plugin { error, .. } => match error.code().as_u64() {
             11 => h.push("the plugin asks to try again later (code 11)".into()),
             50 | 51 => h.push("the plugin is not ready (STATUS); try again once it is".into()),
-            _ => {}
+            _ => h.extend(reproduce(e)),
         },
+        ErrorKind::PluginExit { .. }
+        | ErrorKind::InvalidResult { .. }
+        | ErrorKind::EmptyResult
+        | ErrorKind::UnsupportedResultVersion { .. } => h.extend(reproduce(e)),
         ErrorKind::Cache { problem, .. } => match problem {
             CacheProblem::Symlink { .. } => h.push(format!(
                 "the cache under {} holds a symlink, which is never followed; remove it",
@@ -418,6 +422,21 @@ fn hints(e: &libcni::Error, g: &Globals) -> Vec<String> {
     }
     h.dedup();
     h
+}
+
+/// How to see exactly what the failing plugin got.
+fn reproduce(e: &libcni::Error) -> Option<String> {
+    let op = e.op()?;
+    let net = e.network()?;
+    let target = if matches!(op, libcni::Op::Gc | libcni::Op::Status) {
+        ""
+    } else {
+        " NETNS"
+    };
+    Some(format!(
+        "`cnitool plan {} {net}{target}` prints the exact environment and stdin the plugin got, to run it by hand",
+        op.as_str().to_lowercase()
+    ))
 }
 
 fn cache_dir(g: &Globals) -> PathBuf {

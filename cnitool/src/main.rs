@@ -258,8 +258,7 @@ async fn run(cli: &Cli) -> Result<ExitCode> {
             let op = Op::from(*op);
             if netns.is_none() && matches!(op, Op::Add | Op::Check | Op::Del) {
                 return Err(explain::Usage(format!(
-                    "cnitool plan {}: the network namespace path is missing: cnitool plan {} {net} NETNS",
-                    op.as_str().to_lowercase(),
+                    "the network namespace path is missing: cnitool plan {} {net} NETNS",
                     op.as_str().to_lowercase()
                 ))
                 .into());
