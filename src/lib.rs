@@ -1,8 +1,38 @@
 //! The runtime side of the Container Network Interface (CNI).
 //!
 //! Container runtimes use this crate to turn the network configurations in
-//! `/etc/cni/net.d` into plugin runs and back into typed results. Data flows
-//! one way through its modules:
+//! `/etc/cni/net.d` into plugin runs and back into typed results.
+//!
+//! # The pipeline
+//!
+//! An operation is a pipeline, config -> plan -> exec -> result -> cache.
+//! A [`ConfigLoader`] reads the directory into [`NetworkConfigList`]s (a bad
+//! file is skipped with a typed error, never hiding a good one); for an
+//! attachment ([`RuntimeConfig`]: container id, netns, ifname, arguments)
+//! [`Cni`] *plans* the operation: each plugin's binary, its environment and
+//! its exact stdin, which [`Cni::plan`] shows without running anything; it
+//! *executes* the plan, plugin by plugin, with a timeout and a process-group
+//! kill ([`ProcessExec`]); it parses what the last plugin printed into a
+//! typed, version-aware [`CniResult`]; and it *caches* that result
+//! atomically and durably, in libcni's on-disk format, for CHECK, DEL and
+//! GC to read back. Data flows one way, and so do the modules:
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), libcni::Error> {
+//! use libcni::{Cni, ConfigLoader, Op, RuntimeConfig};
+//!
+//! let net = ConfigLoader::new("/etc/cni/net.d").network("mynet")?; // config
+//! let rt = RuntimeConfig::new("c1", "/var/run/netns/c1", "eth0");
+//! let cni = Cni::new(["/opt/cni/bin"]);
+//! let plan = cni.plan(Op::Add, &net, &rt)?; // plan: binaries, env, stdin
+//! println!("{plan}");
+//! let result = cni.add_network_list(&net, &rt).await?; // exec -> result -> cache
+//! assert!(cni.cached_result(&net, &rt)?.is_some()); // read back by CHECK and DEL
+//! println!("{:?}", result.to_latest().ips);
+//! # Ok(()) }
+//! ```
+//!
+//! The modules, in that order:
 //!
 //! - [`config`]: find, parse and validate network configurations
 //!   ([`ConfigLoader`], [`NetworkConfigList`], [`PluginConfig`]);

@@ -306,3 +306,131 @@ fn max_concurrent_plugins_bounds_parallel_runs() {
     // With one permit, runs never overlap: start/end strictly alternate.
     crate::support::assert_turns(&marks, 4);
 }
+
+/// A network `emb` of the test plugin, for the examples.
+fn example_env(label: &str) -> TestEnv {
+    let env = TestEnv::new(label);
+    env.plugin("p");
+    env.write_config(
+        "10-emb.conflist",
+        &json!({"cniVersion":"1.0.0","name":"emb","plugins":[{"type":"p"}]}).to_string(),
+    );
+    env
+}
+
+#[test]
+fn the_async_shim_example_serves_concurrent_requests() {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let env = example_env("ex-shim");
+    let mut child = Command::new(crate::support::workspace_bin("examples/async_shim"))
+        .args([&env.net_d, &env.bin, &env.cache])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        let mut stdin = child.stdin.take().unwrap();
+        for i in 0..4 {
+            writeln!(stdin, "add c{i} /var/run/netns/c{i}").unwrap();
+        }
+        writeln!(stdin, "bogus line").unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut lines: Vec<&str> = stdout.lines().collect();
+    lines.sort();
+    assert_eq!(lines.len(), 5, "{stdout}");
+    assert!(
+        lines[0].starts_with("err \"bogus line\": expected"),
+        "{stdout}"
+    );
+    for i in 0..4 {
+        assert_eq!(
+            lines[i + 1],
+            format!("ok add c{i} 10.99.0.2/24"),
+            "{stdout}"
+        );
+    }
+    assert_eq!(env.cache_files().len(), 4, "{:?}", env.cache_files());
+
+    // Then check and delete them.
+    let mut child = Command::new(crate::support::workspace_bin("examples/async_shim"))
+        .args([&env.net_d, &env.bin, &env.cache])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        let mut stdin = child.stdin.take().unwrap();
+        for i in 0..4 {
+            writeln!(stdin, "check c{i} /var/run/netns/c{i}").unwrap();
+        }
+    }
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        stdout.lines().filter(|l| l.starts_with("ok check")).count(),
+        4,
+        "{stdout}"
+    );
+    let mut child = Command::new(crate::support::workspace_bin("examples/async_shim"))
+        .args([&env.net_d, &env.bin, &env.cache])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        let mut stdin = child.stdin.take().unwrap();
+        for i in 0..4 {
+            writeln!(stdin, "del c{i} /var/run/netns/c{i}").unwrap();
+        }
+    }
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        stdout.lines().filter(|l| l.starts_with("ok del")).count(),
+        4,
+        "{stdout}"
+    );
+    assert!(env.cache_files().is_empty(), "{:?}", env.cache_files());
+}
+
+#[test]
+fn the_sync_runtime_example_attaches_from_threads_without_tokio() {
+    let env = example_env("ex-sync");
+    let out = std::process::Command::new(crate::support::workspace_bin("examples/sync_runtime"))
+        .args([&env.net_d, &env.bin, &env.cache])
+        .args(["emb", "6"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for i in 0..6 {
+        assert!(
+            stdout.contains(&format!("sync-{i}: 10.99.0.2/24")),
+            "{stdout}"
+        );
+    }
+    assert!(
+        stdout.contains("cached for sync-0:") && stdout.contains("detached 6 container(s)"),
+        "{stdout}"
+    );
+    let adds = env
+        .calls("p")
+        .iter()
+        .filter(|c| c["command"] == "ADD")
+        .count();
+    assert_eq!(adds, 6);
+    assert!(env.cache_files().is_empty(), "{:?}", env.cache_files());
+}
