@@ -160,6 +160,19 @@ impl Listing {
                 self.plugin_dirs.join(":")
             }
         );
+        if self.networks.is_empty() && self.skipped.is_empty() {
+            out.push_str(&if Path::new(&self.conf_dir).is_dir() {
+                format!(
+                    "  no .conf, .conflist or .json file in {}: write one, or point --conf-dir (NETCONFPATH) at your configs\n",
+                    self.conf_dir
+                )
+            } else {
+                format!(
+                    "  {} is not a directory: point --conf-dir (NETCONFPATH) at your configs\n",
+                    self.conf_dir
+                )
+            });
+        }
         let rows: Vec<[String; 4]> = self
             .networks
             .iter()

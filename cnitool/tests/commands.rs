@@ -494,3 +494,23 @@ fn completions_and_man_page_come_from_the_cli_definition() {
     let out = cmd(&env).args(["completions", "tcsh"]).assert().code(1);
     assert!(!out.get_output().stderr.is_empty());
 }
+
+#[test]
+fn list_says_why_there_is_nothing_to_list() {
+    let env = TestEnv::new("cmd-list-empty");
+    let out = cmd(&env).arg("list").assert().success();
+    let text = norm(&env, &out.get_output().stdout);
+    assert!(
+        text.contains("no .conf, .conflist or .json file in [ROOT]/net.d"),
+        "{text}"
+    );
+    let out = cmd(&env)
+        .args(["--conf-dir", "/nonexistent-cnitool-test", "list"])
+        .assert()
+        .success();
+    let text = norm(&env, &out.get_output().stdout);
+    assert!(
+        text.contains("/nonexistent-cnitool-test is not a directory"),
+        "{text}"
+    );
+}
