@@ -235,3 +235,146 @@ fn the_observer_sees_every_operation_and_plugin_run() {
         ]
     );
 }
+
+/// The environment plugin `name` saw in its `n`th call.
+fn env_of(env: &TestEnv, name: &str, n: usize) -> serde_json::Map<String, Value> {
+    env.calls(name)[n]["env"].as_object().unwrap().clone()
+}
+
+#[test]
+fn without_a_trace_context_the_environment_passes_unchanged() {
+    capture::install();
+    let env = TestEnv::new("notrace");
+    let list = conflist(&env, "notrace", &[("a", json!({}))]);
+    let cni = env
+        .cni()
+        .with_plugin_env(libcni::PluginEnv::inherit().set("TRACESTATE", "caller=1"));
+    block_on(cni.add_network_list(&list, &rt("c1"))).unwrap();
+    let seen = env_of(&env, "a", 0);
+    assert_eq!(seen["TRACESTATE"], "caller=1");
+    let inherited = std::env::var("TRACEPARENT").ok();
+    assert_eq!(
+        seen.get("TRACEPARENT").and_then(Value::as_str),
+        inherited.as_deref()
+    );
+    assert_eq!(
+        seen.get("BAGGAGE").and_then(Value::as_str),
+        std::env::var("BAGGAGE").ok().as_deref()
+    );
+}
+
+#[cfg(feature = "opentelemetry")]
+mod otel {
+    use std::str::FromStr;
+
+    use opentelemetry::baggage::BaggageExt;
+    use opentelemetry::trace::{
+        SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState, TracerProvider,
+    };
+    use opentelemetry::{Context, KeyValue};
+    use tracing::Instrument;
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    use tracing_subscriber::prelude::*;
+
+    use super::*;
+
+    const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+    const PARENT: &str = "00f067aa0ba902b7";
+
+    /// Runs `f` with a subscriber that makes OpenTelemetry spans (this
+    /// thread only), on a current-thread runtime.
+    fn traced<T>(f: impl std::future::Future<Output = T>) -> T {
+        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+        let subscriber = tracing_subscriber::registry()
+            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("libcni-test")));
+        tracing::subscriber::with_default(subscriber, || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(f)
+        })
+    }
+
+    /// A W3C `traceparent` (version 00): its trace id and parent id.
+    fn parse_traceparent(v: &str) -> (String, String) {
+        let parts: Vec<&str> = v.split('-').collect();
+        assert_eq!(parts.len(), 4, "{v}");
+        let hex = |s: &str, n: usize| {
+            s.len() == n
+                && s.bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        };
+        assert_eq!(parts[0], "00", "{v}");
+        assert!(hex(parts[1], 32) && parts[1] != "0".repeat(32), "{v}");
+        assert!(hex(parts[2], 16) && parts[2] != "0".repeat(16), "{v}");
+        assert!(parts[3] == "01" || parts[3] == "00", "{v}");
+        (parts[1].to_owned(), parts[2].to_owned())
+    }
+
+    #[test]
+    fn plugins_continue_the_callers_trace() {
+        let env = TestEnv::new("otel");
+        let list = conflist(&env, "otel", &[("a", json!({})), ("b", json!({}))]);
+        // Stale inherited values are replaced, not duplicated.
+        let cni = env.cni().with_plugin_env(
+            libcni::PluginEnv::inherit()
+                .set("TRACEPARENT", "00-stale")
+                .set("TRACESTATE", "stale=1")
+                .set("BAGGAGE", "stale=1"),
+        );
+        let parent = Context::new()
+            .with_remote_span_context(SpanContext::new(
+                TraceId::from_hex(TRACE).unwrap(),
+                SpanId::from_hex(PARENT).unwrap(),
+                TraceFlags::SAMPLED,
+                true,
+                TraceState::from_str("vendor=x").unwrap(),
+            ))
+            .with_baggage([KeyValue::new("pod", "p 1")]);
+        let trace_id = traced(async {
+            let caller = tracing::info_span!("caller");
+            caller.set_parent(parent).unwrap();
+            let id = caller.context().span().span_context().trace_id();
+            cni.add_network_list(&list, &rt("c1"))
+                .instrument(caller)
+                .await
+                .unwrap();
+            id
+        });
+        assert_eq!(trace_id.to_string(), TRACE);
+        let mut span_ids = Vec::new();
+        for p in ["a", "b"] {
+            let seen = env_of(&env, p, 0);
+            let (trace, span) = parse_traceparent(seen["TRACEPARENT"].as_str().unwrap());
+            assert_eq!(trace, TRACE);
+            assert_ne!(span, PARENT, "the plugin's parent is its run's span");
+            assert!(seen["TRACEPARENT"].as_str().unwrap().ends_with("-01"));
+            assert_eq!(seen["TRACESTATE"], "vendor=x");
+            assert_eq!(seen["BAGGAGE"], "pod=p%201");
+            span_ids.push(span);
+        }
+        assert_ne!(span_ids[0], span_ids[1], "one span per plugin run");
+    }
+
+    #[test]
+    fn a_context_without_tracestate_or_baggage_clears_the_inherited_ones() {
+        let env = TestEnv::new("otel2");
+        let list = conflist(&env, "otel2", &[("a", json!({}))]);
+        let cni = env.cni().with_plugin_env(
+            libcni::PluginEnv::inherit()
+                .set("TRACESTATE", "stale=1")
+                .set("BAGGAGE", "stale=1"),
+        );
+        traced(async {
+            cni.add_network_list(&list, &rt("c1"))
+                .instrument(tracing::info_span!("caller"))
+                .await
+                .unwrap();
+        });
+        let seen = env_of(&env, "a", 0);
+        parse_traceparent(seen["TRACEPARENT"].as_str().unwrap());
+        assert!(!seen.contains_key("TRACESTATE"), "{seen:?}");
+        assert!(!seen.contains_key("BAGGAGE"), "{seen:?}");
+    }
+}
