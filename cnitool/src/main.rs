@@ -12,6 +12,7 @@
 //! `cnitool watch` prints the networks of the configuration directory and
 //! a new report each time they change (see [`watch`]).
 
+mod observe;
 mod schema;
 mod watch;
 
@@ -43,6 +44,8 @@ struct Cli {
     /// Print what would run (binaries, environment, stdin) and run nothing.
     #[arg(long, global = true)]
     dry_run: bool,
+    #[command(flatten)]
+    observe: observe::ObserveArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -385,34 +388,20 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     Ok(ExitCode::from(code))
 }
 
-/// Prints the library's warnings (a cache that cannot be used, a plugin
-/// left running, ...) on stderr; its skipped-file warnings are printed by
-/// cnitool itself.
-fn init_logging() {
-    use tracing_subscriber::filter::Targets;
-    use tracing_subscriber::prelude::*;
-    let filter = Targets::new()
-        .with_default(tracing::Level::WARN)
-        .with_target("libcni::config::load", tracing::Level::ERROR)
-        // `cnitool watch` reports the watcher's problems on stdout.
-        .with_target("libcni::config::watch", tracing::Level::ERROR);
-    let fmt = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
-        .without_time()
-        .with_target(false);
-    tracing_subscriber::registry()
-        .with(fmt.with_filter(filter))
-        .init();
-}
-
 fn main() -> ExitCode {
-    init_logging();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
             let code = if e.use_stderr() { 1 } else { 0 };
             let _ = e.print();
             return ExitCode::from(code);
+        }
+    };
+    let _observe = match observe::init(&cli.observe) {
+        Ok(guard) => guard,
+        Err(e) => {
+            eprintln!("{e:#}");
+            return ExitCode::from(1);
         }
     };
     let rt = match tokio::runtime::Builder::new_current_thread()
