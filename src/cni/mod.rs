@@ -280,7 +280,8 @@ fn op_span(op: Op, network: &str, rt: Option<&RuntimeConfig>) -> tracing::Span {
         error.r#type = tracing::field::Empty,
         otel.status_code = tracing::field::Empty,
     );
-    if let Some(rt) = rt {
+    // Recording looks the field up by name: not for a span nobody wants.
+    if let Some(rt) = rt.filter(|_| !span.is_disabled()) {
         span.record("container.id", rt.container_id());
         span.record("network.interface.name", rt.ifname());
     }
@@ -387,11 +388,15 @@ impl<E: PluginExec + 'static> Cni<E> {
         };
         let res = self.exec.exec(req).instrument(span.clone()).await;
         let _entered = span.enter();
+        // Recording looks the field up by name: not for a span nobody wants.
+        let traced = !span.is_disabled();
         let res = match res {
             Ok(out) => {
-                observe::record_exit(&span, out.status);
-                span.record("cni.plugin.stdout.bytes", out.stdout.len());
-                span.record("cni.plugin.stderr.bytes", out.stderr.len());
+                if traced {
+                    observe::record_exit(&span, out.status);
+                    span.record("cni.plugin.stdout.bytes", out.stdout.len());
+                    span.record("cni.plugin.stderr.bytes", out.stderr.len());
+                }
                 tracing::debug!("plugin finished");
                 if !out.stderr.is_empty() {
                     tracing::info!(
@@ -622,8 +627,10 @@ impl RunWatch<'_> {
     fn finish(&mut self, outcome: Outcome<'_>, out: Option<&ExecOutput>) {
         self.done = true;
         let duration = self.started.elapsed();
-        self.span
-            .record("duration_ms", duration.as_secs_f64() * 1e3);
+        if !self.span.is_disabled() {
+            self.span
+                .record("duration_ms", duration.as_secs_f64() * 1e3);
+        }
         let killed = match outcome {
             Outcome::Cancelled => Some(Killed::Cancelled),
             Outcome::Failed(e) if e.is_timeout() => Some(Killed::Timeout),
