@@ -227,18 +227,25 @@ pub(crate) fn plugin_env<'a>(
 /// `span` (the plugin run's span) set over it, as OTEP 0258 describes and
 /// upstream libcni does: `TRACEPARENT`, and `TRACESTATE` and `BAGGAGE` when
 /// they are not empty, in the W3C formats. Any inherited value of these is
-/// replaced, never duplicated. Without a valid OpenTelemetry context, `env`
-/// is returned as it is.
+/// replaced, never duplicated. When the OpenTelemetry layer does not see
+/// the run's span (a filter), the active OpenTelemetry context (the
+/// caller's) is handed over. Without a valid OpenTelemetry context, `env` is
+/// returned as it is.
 #[cfg(feature = "opentelemetry")]
 pub(crate) fn plugin_env<'a>(
     span: &tracing::Span,
     env: &'a [(std::ffi::OsString, std::ffi::OsString)],
 ) -> std::borrow::Cow<'a, [(std::ffi::OsString, std::ffi::OsString)]> {
     use std::borrow::Cow;
-    if span.is_disabled() {
-        return Cow::Borrowed(env);
-    }
-    let cx = tracing_opentelemetry::OpenTelemetrySpanExt::context(span);
+
+    use opentelemetry::trace::TraceContextExt;
+    // The run's span; when a filter left it out, the active OpenTelemetry
+    // context: that of the innermost entered span the OpenTelemetry layer
+    // saw (the caller's), or one the caller attached itself.
+    let cx = (!span.is_disabled())
+        .then(|| tracing_opentelemetry::OpenTelemetrySpanExt::context(span))
+        .filter(|cx| cx.span().span_context().is_valid())
+        .unwrap_or_else(opentelemetry::Context::current);
     match otel::inject(&cx) {
         Some(vars) => Cow::Owned(otel::set_over(env, vars)),
         None => Cow::Borrowed(env),

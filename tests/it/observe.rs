@@ -358,6 +358,67 @@ mod otel {
     }
 
     #[test]
+    fn with_libcni_spans_filtered_out_plugins_get_the_callers_context() {
+        use tracing_subscriber::filter::{LevelFilter, Targets};
+        let env = TestEnv::new("otel3");
+        let list = conflist(&env, "otel3", &[("a", json!({}))]);
+        let cni = env.cni();
+        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+        let filter = Targets::new()
+            .with_default(LevelFilter::INFO)
+            .with_target("libcni", LevelFilter::OFF);
+        let subscriber = tracing_subscriber::registry().with(
+            tracing_opentelemetry::layer()
+                .with_tracer(provider.tracer("libcni-test"))
+                .with_filter(filter),
+        );
+        let caller_span = tracing::subscriber::with_default(subscriber, || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(async {
+                    let caller = tracing::info_span!("caller");
+                    let sc = caller.context().span().span_context().clone();
+                    cni.add_network_list(&list, &rt("c1"))
+                        .instrument(caller)
+                        .await
+                        .unwrap();
+                    sc
+                })
+        });
+        assert!(caller_span.is_valid());
+        let seen = env_of(&env, "a", 0);
+        let (trace, span) = parse_traceparent(seen["TRACEPARENT"].as_str().unwrap());
+        assert_eq!(trace, caller_span.trace_id().to_string());
+        assert_eq!(span, caller_span.span_id().to_string());
+    }
+
+    #[test]
+    fn an_attached_opentelemetry_context_reaches_the_plugins_without_a_layer() {
+        let env = TestEnv::new("otel4");
+        let list = conflist(&env, "otel4", &[("a", json!({}))]);
+        let cni = env.cni();
+        let cx = Context::new().with_remote_span_context(SpanContext::new(
+            TraceId::from_hex(TRACE).unwrap(),
+            SpanId::from_hex(PARENT).unwrap(),
+            TraceFlags::SAMPLED,
+            true,
+            TraceState::default(),
+        ));
+        let _attached = cx.attach();
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(cni.add_network_list(&list, &rt("c1")))
+            .unwrap();
+        let seen = env_of(&env, "a", 0);
+        assert_eq!(seen["TRACEPARENT"], format!("00-{TRACE}-{PARENT}-01"));
+        assert!(!seen.contains_key("TRACESTATE"), "{seen:?}");
+    }
+
+    #[test]
     fn a_context_without_tracestate_or_baggage_clears_the_inherited_ones() {
         let env = TestEnv::new("otel2");
         let list = conflist(&env, "otel2", &[("a", json!({}))]);
