@@ -500,6 +500,43 @@ struct Inner {
     source: Option<BoxError>,
 }
 
+impl ErrorKind {
+    /// A short, stable name of the kind in `snake_case` (`"plugin"`,
+    /// `"timeout"`, `"plugin_not_found"`...), without its data: a label for
+    /// metrics and the `error.type` of spans.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ErrorKind::Io { .. } => "io",
+            ErrorKind::Syntax { .. } => "syntax",
+            ErrorKind::InvalidConfig { .. } => "invalid_config",
+            ErrorKind::NoConfigs { .. } => "no_configs",
+            ErrorKind::NetworkNotFound { .. } => "network_not_found",
+            ErrorKind::NoValidConfig { .. } => "no_valid_config",
+            ErrorKind::InvalidPluginName { .. } => "invalid_plugin_name",
+            ErrorKind::NoPluginDirs => "no_plugin_dirs",
+            ErrorKind::PluginNotFound { .. } => "plugin_not_found",
+            ErrorKind::PluginNotExecutable { .. } => "plugin_not_executable",
+            ErrorKind::Spawn { .. } => "spawn",
+            ErrorKind::Timeout { .. } => "timeout",
+            ErrorKind::Plugin { .. } => "plugin",
+            ErrorKind::PluginExit { .. } => "plugin_exit",
+            ErrorKind::EmptyResult => "empty_result",
+            ErrorKind::InvalidResult { .. } => "invalid_result",
+            ErrorKind::UnsupportedResultVersion { .. } => "unsupported_result_version",
+            ErrorKind::Conversion { .. } => "conversion",
+            ErrorKind::InvalidVersion { .. } => "invalid_version",
+            ErrorKind::DeadlineExceeded => "deadline_exceeded",
+            ErrorKind::InvalidVersionInfo { .. } => "invalid_version_info",
+            ErrorKind::IncompatibleVersion { .. } => "incompatible_version",
+            ErrorKind::OpNotSupported { .. } => "op_not_supported",
+            ErrorKind::InvalidAttachment { .. } => "invalid_attachment",
+            ErrorKind::Cache { .. } => "cache",
+            ErrorKind::Gc { .. } => "gc",
+            ErrorKind::Multiple { .. } => "multiple",
+        }
+    }
+}
+
 impl Error {
     pub(crate) fn new(kind: ErrorKind) -> Error {
         Error {

@@ -102,6 +102,7 @@ pub mod exec;
 mod exit;
 mod json;
 mod name;
+pub mod observe;
 mod op;
 pub mod plan;
 mod plugin_error;
@@ -119,6 +120,7 @@ pub use config::{
 };
 pub use error::{CacheProblem, Error, ErrorKind, GcFailure, Op};
 pub use exec::{DEFAULT_PLUGIN_DIR, PluginExec, ProcessExec};
+pub use observe::Observer;
 pub use plan::{AttachmentId, Invocation, Plan, PluginEnv, RuntimeConfig};
 pub use result::{CniResult, ErrorCode, PluginError};
 pub use version::{SpecVersion, Version, VersionInfo};

@@ -16,6 +16,7 @@
 mod demo;
 mod explain;
 mod list;
+mod observe;
 mod ops;
 mod opts;
 mod planview;
@@ -44,7 +45,7 @@ Environment (each flag wins over its variable):
   CAP_ARGS         capability arguments, a JSON object (--cap-args)
   CNI_CONTAINERID  container id (--container-id), default derived from the netns path
   CNITOOL_TIMEOUT  longest plugin run (--timeout)
-  RUST_LOG         the library's log filter (default: warnings)
+  RUST_LOG         the log filter (default: warnings; -v adds plugin timings)
 
 Exit status: 0 on success, 1 on any error (usage errors included), 130 or
 143 when interrupted by SIGINT or SIGTERM.";
@@ -60,6 +61,8 @@ struct Cli {
     /// nothing; the same as `cnitool plan OP ...`.
     #[arg(long, global = true)]
     dry_run: bool,
+    #[command(flatten)]
+    observe: observe::ObserveArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -291,31 +294,6 @@ async fn run(cli: &Cli) -> Result<ExitCode> {
     }
 }
 
-/// Prints the library's warnings (a cache that cannot be used, a plugin
-/// left running, ...) on stderr; its skipped-file warnings are printed by
-/// cnitool itself. `RUST_LOG` sets another filter.
-fn init_logging() {
-    use tracing_subscriber::filter::Targets;
-    use tracing_subscriber::prelude::*;
-    let filter = std::env::var("RUST_LOG")
-        .ok()
-        .and_then(|s| s.parse::<Targets>().ok())
-        .unwrap_or_else(|| {
-            Targets::new()
-                .with_default(tracing::Level::WARN)
-                .with_target("libcni::config::load", tracing::Level::ERROR)
-                // `cnitool watch` reports the watcher's problems on stdout.
-                .with_target("libcni::config::watch", tracing::Level::ERROR)
-        });
-    let fmt = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
-        .without_time()
-        .with_target(false);
-    tracing_subscriber::registry()
-        .with(fmt.with_filter(filter))
-        .init();
-}
-
 /// Prints an error: text with hints on stderr, or a JSON object (kind
 /// `error`) on stdout under `--json`.
 fn report_error(e: &anyhow::Error, cli: &Cli) -> ExitCode {
@@ -335,7 +313,6 @@ fn report_error(e: &anyhow::Error, cli: &Cli) -> ExitCode {
 }
 
 fn main() -> ExitCode {
-    init_logging();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
@@ -343,6 +320,11 @@ fn main() -> ExitCode {
             let _ = e.print();
             return ExitCode::from(code);
         }
+    };
+    // Flushes the trace file (`--trace-json`) when main returns.
+    let _observe = match observe::init(&cli.observe) {
+        Ok(guard) => guard,
+        Err(e) => return report_error(&e, &cli),
     };
     let result = match &cli.command {
         Command::Completions { shell } => {

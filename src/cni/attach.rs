@@ -40,13 +40,8 @@ impl<E: PluginExec + 'static> Cni<E> {
         list: &NetworkConfigList,
         rt: &RuntimeConfig,
     ) -> Result<CniResult, Error> {
-        let span = tracing::info_span!(
-            "cni",
-            op = "ADD",
-            network = list.name(),
-            container_id = rt.container_id(),
-            ifname = rt.ifname()
-        );
+        let span = op_span(Op::Add, list.name(), Some(rt));
+        let started = Instant::now();
         let ran = AtomicBool::new(false);
         let res = until_deadline(
             rt.deadline(),
@@ -56,13 +51,13 @@ impl<E: PluginExec + 'static> Cni<E> {
         )
         .instrument(span.clone())
         .await;
-        match res {
+        let res = match res {
             Err(e) if self.rollback && ran.load(Ordering::Relaxed) => {
                 // Undo what the plugins that ran may have set up, with the
                 // plugin timeout but without the call's deadline (it may be
                 // what failed).
                 let undo = rt.clone().without_deadline();
-                let outcome = self.del_inner(list, &undo).instrument(span).await;
+                let outcome = self.del_inner(list, &undo).instrument(span.clone()).await;
                 match &outcome {
                     Ok(()) => tracing::info!(error = %e, "ADD failed; rolled back with DEL"),
                     Err(re) => {
@@ -72,7 +67,9 @@ impl<E: PluginExec + 'static> Cni<E> {
                 Err(e.with_rollback(outcome))
             }
             other => other,
-        }
+        };
+        self.observe_op(&span, Op::Add, list.name(), Some(rt), started, &res);
+        res
     }
 
     async fn add_inner(
@@ -142,21 +139,18 @@ impl<E: PluginExec + 'static> Cni<E> {
         list: &NetworkConfigList,
         rt: &RuntimeConfig,
     ) -> Result<(), Error> {
-        let span = tracing::info_span!(
-            "cni",
-            op = "CHECK",
-            network = list.name(),
-            container_id = rt.container_id(),
-            ifname = rt.ifname()
-        );
-        until_deadline(
+        let span = op_span(Op::Check, list.name(), Some(rt));
+        let started = Instant::now();
+        let res = until_deadline(
             rt.deadline(),
             Op::Check,
             list.name(),
             self.check_inner(list, rt),
         )
-        .instrument(span)
-        .await
+        .instrument(span.clone())
+        .await;
+        self.observe_op(&span, Op::Check, list.name(), Some(rt), started, &res);
+        res
     }
 
     async fn check_inner(&self, list: &NetworkConfigList, rt: &RuntimeConfig) -> Result<(), Error> {
@@ -213,21 +207,18 @@ impl<E: PluginExec + 'static> Cni<E> {
         list: &NetworkConfigList,
         rt: &RuntimeConfig,
     ) -> Result<(), Error> {
-        let span = tracing::info_span!(
-            "cni",
-            op = "DEL",
-            network = list.name(),
-            container_id = rt.container_id(),
-            ifname = rt.ifname()
-        );
-        until_deadline(
+        let span = op_span(Op::Del, list.name(), Some(rt));
+        let started = Instant::now();
+        let res = until_deadline(
             rt.deadline(),
             Op::Del,
             list.name(),
             self.del_inner(list, rt),
         )
-        .instrument(span)
-        .await
+        .instrument(span.clone())
+        .await;
+        self.observe_op(&span, Op::Del, list.name(), Some(rt), started, &res);
+        res
     }
 
     pub(super) async fn del_inner(

@@ -35,8 +35,11 @@ impl<E: PluginExec + 'static> Cni<E> {
         list: &NetworkConfigList,
         valid: Option<&[AttachmentId]>,
     ) -> Result<GcReport, Error> {
-        let span = tracing::info_span!("cni", op = "GC", network = list.name());
-        self.gc_inner(list, valid).instrument(span).await
+        let span = op_span(Op::Gc, list.name(), None);
+        let started = Instant::now();
+        let res = self.gc_inner(list, valid).instrument(span.clone()).await;
+        self.observe_op(&span, Op::Gc, list.name(), None, started, &res);
+        res
     }
 
     async fn gc_inner(
@@ -159,8 +162,9 @@ impl<E: PluginExec + 'static> Cni<E> {
     ///
     /// [`ErrorCode::NotAvailable`]: crate::ErrorCode
     pub async fn status_network_list(&self, list: &NetworkConfigList) -> Result<(), Error> {
-        let span = tracing::info_span!("cni", op = "STATUS", network = list.name());
-        async {
+        let span = op_span(Op::Status, list.name(), None);
+        let started = Instant::now();
+        let res = async {
             if !at_least_1_1(list) {
                 return Ok(());
             }
@@ -170,7 +174,9 @@ impl<E: PluginExec + 'static> Cni<E> {
             }
             Ok(())
         }
-        .instrument(span)
-        .await
+        .instrument(span.clone())
+        .await;
+        self.observe_op(&span, Op::Status, list.name(), None, started, &res);
+        res
     }
 }

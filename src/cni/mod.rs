@@ -17,6 +17,9 @@ use crate::config::{NetworkConfigList, PluginConfig};
 use crate::error::{CacheProblem, Error, ErrorKind, GcFailure, Op};
 use crate::exec::{ExecOutput, ExecRequest, PluginExec, ProcessExec};
 use crate::name::validate_add;
+use crate::observe::{
+    self, Killed, Observer, ObserverSlot, OperationEvent, Outcome, PluginRunEvent,
+};
 use crate::plan::{self, AttachmentId, Invocation, Plan, PlanInput, PluginEnv, RuntimeConfig};
 use crate::result::{CniResult, PluginError};
 use crate::version::{Version, VersionInfo};
@@ -72,6 +75,7 @@ pub struct Cni<E = ProcessExec> {
     env: PluginEnv,
     rollback: bool,
     limiter: Option<(Arc<tokio::sync::Semaphore>, usize)>,
+    observer: ObserverSlot,
     exec: Arc<E>,
 }
 
@@ -85,6 +89,7 @@ impl<E> Clone for Cni<E> {
             env: self.env.clone(),
             rollback: self.rollback,
             limiter: self.limiter.clone(),
+            observer: self.observer.clone(),
             exec: self.exec.clone(),
         }
     }
@@ -106,6 +111,7 @@ impl Cni<ProcessExec> {
             env: PluginEnv::inherit(),
             rollback: false,
             limiter: None,
+            observer: ObserverSlot::default(),
             exec: Arc::new(ProcessExec::new()),
         }
     }
@@ -156,6 +162,7 @@ impl<E> Cni<E> {
             env: self.env,
             rollback: self.rollback,
             limiter: self.limiter,
+            observer: self.observer,
             exec: Arc::new(exec),
         }
     }
@@ -180,6 +187,19 @@ impl<E> Cni<E> {
         let max = max.max(1);
         self.limiter = Some((Arc::new(tokio::sync::Semaphore::new(max)), max));
         self
+    }
+
+    /// Sets the observer told of the end of every operation and plugin run,
+    /// with its network, plugin, duration and outcome: the hook for metrics
+    /// (see [`Observer`]). It is shared by the `Cni`'s clones. Default: none.
+    pub fn with_observer(mut self, observer: Arc<dyn Observer>) -> Cni<E> {
+        self.observer = ObserverSlot(Some(observer));
+        self
+    }
+
+    /// The observer, if one is set.
+    pub fn observer(&self) -> Option<&Arc<dyn Observer>> {
+        self.observer.0.as_ref()
     }
 
     /// Whether failed ADDs are rolled back.
@@ -248,6 +268,26 @@ async fn until_deadline<T>(
     }
 }
 
+/// The span of an operation (see [`observe`](crate::observe) for its
+/// fields). GC and STATUS have no attachment.
+fn op_span(op: Op, network: &str, rt: Option<&RuntimeConfig>) -> tracing::Span {
+    let span = tracing::info_span!(
+        "cni",
+        cni.operation = op.as_str(),
+        cni.network.name = network,
+        container.id = tracing::field::Empty,
+        network.interface.name = tracing::field::Empty,
+        error.r#type = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
+    );
+    // Recording looks the field up by name: not for a span nobody wants.
+    if let Some(rt) = rt.filter(|_| !span.is_disabled()) {
+        span.record("container.id", rt.container_id());
+        span.record("network.interface.name", rt.ifname());
+    }
+    span
+}
+
 /// Whether a list's version is at least `min` (0.4.0 for CHECK and a cached
 /// prevResult on DEL).
 fn version_at_least(list: &NetworkConfigList, min: Version) -> Result<bool, Error> {
@@ -301,17 +341,27 @@ impl<E: PluginExec + 'static> Cni<E> {
         };
         let span = tracing::info_span!(
             "plugin",
-            plugin = inv.plugin_type(),
-            command = inv.op().as_str(),
-            network,
-            path = %inv.path().display(),
-            duration_ms = tracing::field::Empty,
+            cni.plugin.r#type = inv.plugin_type(),
+            cni.command = inv.op().as_str(),
+            cni.network.name = network,
+            process.executable.path = %inv.path().display(),
+            cni.plugin.stdin.bytes = stdin.len(),
+            cni.plugin.stdout.bytes = tracing::field::Empty,
+            cni.plugin.stderr.bytes = tracing::field::Empty,
+            process.exit.code = tracing::field::Empty,
+            cni.plugin.signal = tracing::field::Empty,
             status = tracing::field::Empty,
+            cni.error.code = tracing::field::Empty,
+            error.r#type = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
+            cni.plugin.killed = tracing::field::Empty,
+            duration_ms = tracing::field::Empty,
         );
+        let env = observe::plugin_env(&span, inv.exec_env());
         let req = ExecRequest {
             path: inv.path(),
             op: inv.op(),
-            env: inv.exec_env(),
+            env: &env,
             stdin,
             timeout: self.timeout,
             kill_grace: self.kill_grace,
@@ -325,32 +375,56 @@ impl<E: PluginExec + 'static> Cni<E> {
             ),
             None => None,
         };
-        // The run's duration, without the wait for a permit.
-        let started = Instant::now();
+        // The run's duration, without the wait for a permit. Until the run
+        // ends, dropping this future (a deadline, a cancellation) is a kill.
+        let mut watch = RunWatch {
+            span: &span,
+            observer: self.observer.0.as_deref(),
+            inv,
+            network,
+            stdin_bytes: stdin.len(),
+            started: Instant::now(),
+            done: false,
+        };
         let res = self.exec.exec(req).instrument(span.clone()).await;
         let _entered = span.enter();
-        span.record("duration_ms", started.elapsed().as_secs_f64() * 1e3);
-        match &res {
+        // Recording looks the field up by name: not for a span nobody wants.
+        let traced = !span.is_disabled();
+        let res = match res {
             Ok(out) => {
-                span.record("status", tracing::field::display(out.status));
+                if traced {
+                    observe::record_exit(&span, out.status);
+                    span.record("cni.plugin.stdout.bytes", out.stdout.len());
+                    span.record("cni.plugin.stderr.bytes", out.stderr.len());
+                }
                 tracing::debug!("plugin finished");
+                if !out.stderr.is_empty() {
+                    tracing::info!(
+                        stderr = %String::from_utf8_lossy(&out.stderr),
+                        "plugin wrote to stderr"
+                    );
+                }
+                if out.status.success() {
+                    Ok(out)
+                } else {
+                    let e = ctx(out.failure());
+                    if let Some(code) = observe::cni_error_code(&e) {
+                        span.record("cni.error.code", code);
+                    }
+                    Err((e, Some(out)))
+                }
             }
             Err(e) => {
                 span.record("status", "not run to completion");
                 tracing::warn!(error = %e, "plugin run failed");
+                Err((ctx(e), None))
             }
+        };
+        match &res {
+            Ok(out) => watch.finish(Outcome::Success, Some(out)),
+            Err((e, out)) => watch.finish(Outcome::Failed(e), out.as_ref()),
         }
-        let out = res.map_err(ctx)?;
-        if !out.stderr.is_empty() {
-            tracing::info!(
-                stderr = %String::from_utf8_lossy(&out.stderr),
-                "plugin wrote to stderr"
-            );
-        }
-        if !out.status.success() {
-            return Err(ctx(out.failure()));
-        }
-        Ok(out)
+        res.map_err(|(e, _)| e)
     }
 
     /// The cached result in `bytes`, converted to the list's version.
@@ -535,4 +609,99 @@ pub struct GcReport {
 /// not), where GC and STATUS exist.
 fn at_least_1_1(list: &NetworkConfigList) -> bool {
     Version::parse(list.cni_version()).is_ok_and(|v| v >= Version::new(1, 1, 0))
+}
+
+/// Watches one plugin run: records its end on the span and tells the
+/// observer, also when the run's future is dropped (a kill).
+struct RunWatch<'a> {
+    span: &'a tracing::Span,
+    observer: Option<&'a dyn Observer>,
+    inv: &'a Invocation,
+    network: &'a str,
+    stdin_bytes: usize,
+    started: Instant,
+    done: bool,
+}
+
+impl RunWatch<'_> {
+    fn finish(&mut self, outcome: Outcome<'_>, out: Option<&ExecOutput>) {
+        self.done = true;
+        let duration = self.started.elapsed();
+        if !self.span.is_disabled() {
+            self.span
+                .record("duration_ms", duration.as_secs_f64() * 1e3);
+        }
+        let killed = match outcome {
+            Outcome::Cancelled => Some(Killed::Cancelled),
+            Outcome::Failed(e) if e.is_timeout() => Some(Killed::Timeout),
+            _ => None,
+        };
+        if let Some(k) = killed {
+            self.span.record("cni.plugin.killed", k.as_str());
+        }
+        match outcome {
+            Outcome::Failed(e) => observe::record_error(self.span, e),
+            Outcome::Cancelled => {
+                self.span.record("error.type", "cancelled");
+                self.span.record("otel.status_code", "ERROR");
+            }
+            Outcome::Success => {}
+        }
+        if let Some(o) = self.observer {
+            o.plugin_run(&PluginRunEvent {
+                op: self.inv.op(),
+                network: self.network,
+                plugin_type: self.inv.plugin_type(),
+                path: self.inv.path(),
+                duration,
+                status: out.map(|o| o.status),
+                stdin_bytes: self.stdin_bytes,
+                stdout_bytes: out.map_or(0, |o| o.stdout.len()),
+                stderr_bytes: out.map_or(0, |o| o.stderr.len()),
+                killed,
+                outcome,
+            });
+        }
+    }
+}
+
+impl Drop for RunWatch<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            let _entered = self.span.enter();
+            self.finish(Outcome::Cancelled, None);
+            tracing::info!("plugin killed: the operation was cancelled");
+        }
+    }
+}
+
+impl<E> Cni<E> {
+    /// Tells the observer, and the operation's span, how an operation
+    /// ended.
+    fn observe_op<T>(
+        &self,
+        span: &tracing::Span,
+        op: Op,
+        network: &str,
+        rt: Option<&RuntimeConfig>,
+        started: Instant,
+        res: &Result<T, Error>,
+    ) {
+        if let Err(e) = res {
+            observe::record_error(span, e);
+        }
+        if let Some(o) = &self.observer.0 {
+            o.operation(&OperationEvent {
+                op,
+                network,
+                container_id: rt.map(RuntimeConfig::container_id),
+                ifname: rt.map(RuntimeConfig::ifname),
+                duration: started.elapsed(),
+                outcome: match res {
+                    Ok(_) => Outcome::Success,
+                    Err(e) => Outcome::Failed(e),
+                },
+            });
+        }
+    }
 }

@@ -5,6 +5,7 @@ mod support;
 mod cache;
 mod embed;
 mod gc;
+mod observe;
 mod ops;
 mod pod;
 mod real;
