@@ -92,7 +92,12 @@ fn sigkill_at_random_points_leaves_only_complete_entries() {
     let cni = cni(&env.root);
     let list = list(&env.root);
     let atts = cni.cached_attachments(None).unwrap();
-    eprintln!("{} attachments left by the crashes", atts.len());
+    eprintln!(
+        "{} attachments, {} temp files and {} lock files left by the crashes",
+        atts.len(),
+        names(&env.cache.join("results.tmp")).len(),
+        names(&env.cache.join("locks")).len()
+    );
     block_on(async {
         for a in &atts {
             cni.del_network_list(&list, &a.runtime_config())

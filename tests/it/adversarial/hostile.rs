@@ -90,9 +90,8 @@ fn hostile_attachment_names_are_typed_errors_and_touch_nothing_outside() {
     });
     assert_eq!(tree(&out), before, "something outside the cache changed");
     // Inside the cache, nothing but the (empty) directories.
-    for e in super::names(&env.cache.join("results")) {
-        panic!("left in results/: {e:?}");
-    }
+    let left = super::names(&env.cache.join("results"));
+    assert!(left.is_empty(), "left in results/: {left:?}");
 }
 
 #[test]
@@ -132,7 +131,7 @@ fn hostile_network_names_and_plugin_types_are_refused_at_load() {
             ),
             "{t:?}: {e:?}"
         );
-        let e = libcni::exec::find_plugin(t, &[env.bin.clone()]).unwrap_err();
+        let e = libcni::exec::find_plugin(t, std::slice::from_ref(&env.bin)).unwrap_err();
         assert!(
             matches!(e.kind(), ErrorKind::InvalidPluginName { .. }),
             "{e:?}"
@@ -352,4 +351,44 @@ fn a_huge_config_dir_with_oversized_deep_and_odd_files() {
     let deeper = ConfigLoader::new(&env.net_d).with_max_depth(1_000_000);
     assert_eq!(deeper.max_depth(), 1_000_000);
     assert_eq!(deeper.network("deep").unwrap().name(), "deep");
+}
+
+/// Files with non-UTF-8 names, dot-files and directories planted in
+/// `results/` and `locks/`: listing, GC and lookups skip them, untouched.
+#[test]
+fn odd_files_in_the_cache_are_skipped_not_fatal() {
+    let env = TestEnv::new("adv-oddcache");
+    let l = list(&env);
+    let results = env.cache.join("results");
+    let locks = env.cache.join("locks");
+    std::fs::create_dir_all(&results).unwrap();
+    std::fs::create_dir_all(&locks).unwrap();
+    let odd = std::ffi::OsStr::from_bytes(b"hnet-\xff\xfe-eth0");
+    std::fs::write(results.join(odd), "{}").unwrap();
+    std::fs::write(locks.join(odd), "").unwrap();
+    std::fs::write(results.join(".hidden"), "x").unwrap();
+    std::fs::create_dir_all(results.join("hnet-dir-eth0")).unwrap();
+    let before = tree(&env.cache);
+    let cni = env.cni();
+    assert!(cni.cached_attachments(None).unwrap().is_empty());
+    let report = block_on(cni.gc_network_list(&l, Some(&[]))).unwrap();
+    assert!(report.deleted.is_empty(), "{report:?}");
+    // The directory is reported as a skipped file, typed and named.
+    assert!(
+        report.skipped.iter().all(|e| matches!(
+            e.kind(),
+            ErrorKind::Cache { .. } | ErrorKind::Io { .. }
+        ) && e.path().is_some()),
+        "{:?}",
+        report.skipped
+    );
+    // A DEL on the directory's name: typed error or fallback, never a panic,
+    // and the directory stays.
+    let rt = RuntimeConfig::new("dir", "/run/netns/x", "eth0");
+    let _ = block_on(cni.del_network_list(&l, &rt));
+    assert!(results.join("hnet-dir-eth0").is_dir());
+    let after = tree(&env.cache);
+    for f in &before {
+        assert!(after.contains(f), "{:?} changed or went", f.0);
+    }
 }
