@@ -43,6 +43,13 @@ const ETXTBSY_FIRST_DELAY: Duration = Duration::from_millis(25);
 /// - **Leftover processes**: once the plugin has exited, its pipes are read
 ///   for at most 100 ms more; a daemon it started that keeps them open does
 ///   not block the call (libcni waits for it forever).
+/// - **Escapes**: a process the plugin moved out of its group (`setsid`)
+///   cannot be signalled with it. After a timeout the pipes are read for at
+///   most 100 ms more; if such a process still holds them, the
+///   [`ErrorKind::Timeout`] says so (`escaped`) and it is left running.
+/// - **Output cap**: stdout and stderr are each read up to
+///   [`ExecRequest::max_output`] bytes; one byte more kills the group at
+///   once, reaps the plugin and fails with [`ErrorKind::OutputTooLarge`].
 /// - **"text file busy"**: the spawn is retried with backoff (about 6 s in
 ///   all), like libcni's retry loop but with a fresh process each time.
 ///
