@@ -34,6 +34,12 @@ fn guarded<T>(fut: impl std::future::Future<Output = T>) -> T {
     })
 }
 
+/// A shell loop that waits until `file` is written: the escape is complete
+/// before the plugin hangs, so the timeout always meets it.
+fn wait_for_file(file: &std::path::Path) -> String {
+    format!("while [ ! -s {} ]; do sleep 0.01; done\n", file.display())
+}
+
 /// Waits until `file` lists `n` pids.
 fn wait_pids(file: &std::path::Path, n: usize) -> Vec<u32> {
     for _ in 0..1000 {
@@ -54,13 +60,14 @@ fn a_setsid_child_holding_the_pipes_is_reported_not_waited_for() {
         &env.bin,
         "setsid-hang",
         &format!(
-            "setsid sh -c 'echo $$ > {p}; exec sleep 1000' &\nexec sleep 1000",
-            p = esc.display()
+            "setsid sh -c 'echo $$ > {p}; exec sleep 1000' &\n{wait}exec sleep 1000",
+            p = esc.display(),
+            wait = wait_for_file(&esc)
         ),
     );
     let cni = env
         .cni()
-        .with_timeout(Duration::from_millis(300))
+        .with_timeout(Duration::from_secs(2))
         .with_kill_grace(Duration::from_millis(200));
     let rt = RuntimeConfig::new("c1", "/run/netns/none", "eth0");
     let e = guarded(cni.add_network_list(&list("setsid-hang"), &rt)).unwrap_err();
@@ -105,13 +112,14 @@ fn a_double_fork_inside_the_group_dies_with_it() {
         &env.bin,
         "dfork",
         &format!(
-            "( ( exec sleep 1000 ) & echo $! > {p} ) &\nexec sleep 1000",
-            p = pid_file.display()
+            "( ( exec sleep 1000 ) & echo $! > {p} ) &\n{wait}exec sleep 1000",
+            p = pid_file.display(),
+            wait = wait_for_file(&pid_file)
         ),
     );
     let cni = env
         .cni()
-        .with_timeout(Duration::from_millis(300))
+        .with_timeout(Duration::from_secs(2))
         .with_kill_grace(Duration::from_millis(200));
     let rt = RuntimeConfig::new("c1", "/run/netns/none", "eth0");
     let e = guarded(cni.add_network_list(&list("dfork"), &rt)).unwrap_err();
