@@ -37,6 +37,7 @@ fn hostile_attachment_names_are_typed_errors_and_touch_nothing_outside() {
     let l = list(&env);
     let out = outside(&env);
     let before = tree(&out);
+    let watch = super::Untouched::watch(&[&out, &out.join("results")]);
     let long = "a".repeat(LONG);
     let cids = [
         "../outside",
@@ -88,6 +89,7 @@ fn hostile_attachment_names_are_typed_errors_and_touch_nothing_outside() {
             let _ = cni.del_network_list(&l, &rt).await;
         }
     });
+    watch.assert_untouched("hostile names");
     assert_eq!(tree(&out), before, "something outside the cache changed");
     // Inside the cache, nothing but the (empty) directories.
     let left = super::names(&env.cache.join("results"));
@@ -167,6 +169,7 @@ fn symlinks_planted_in_the_cache_are_never_followed() {
             d => symlink(&out, env.cache.join(d)).unwrap(),
         }
         let before = tree(&out);
+        let watch = super::Untouched::watch(&[&out, &out.join("results")]);
         let rt = RuntimeConfig::new("c1", "/run/netns/x", "eth0");
         let cni = env.cni();
         let add = block_on(cni.add_network_list(&l, &rt));
@@ -219,6 +222,7 @@ fn symlinks_planted_in_the_cache_are_never_followed() {
                 gc.unwrap();
             }
         }
+        watch.assert_untouched(planted);
         assert_eq!(tree(&out), before, "{planted}: something outside changed");
         // And a symlinked entry that DEL and GC meet directly: removed
         // itself, its target untouched.
@@ -226,7 +230,9 @@ fn symlinks_planted_in_the_cache_are_never_followed() {
             symlink(out.join("secret"), env.cache.join("results/hnet-c1-eth0")).unwrap();
             let e = block_on(cni.check_network_list(&l, &rt)).unwrap_err();
             assert!(matches!(e.kind(), ErrorKind::Cache { .. }), "{e:?}");
+            let watch = super::Untouched::watch(&[&out]);
             block_on(cni.del_network_list(&l, &rt)).unwrap();
+            watch.assert_untouched("DEL of a symlinked entry");
             assert!(super::names(&env.cache.join("results")).is_empty());
             assert_eq!(tree(&out), before);
         }

@@ -154,3 +154,65 @@ pub fn self_command(name: &str, env: &[(&str, &std::ffi::OsStr)]) -> std::proces
     }
     c
 }
+
+/// Watches directories (not recursively) with inotify for any open, read,
+/// write, creation, deletion or attribute change of what is in them: the
+/// way to assert that nothing outside the cache directory was even read.
+pub struct Untouched {
+    fd: std::os::fd::OwnedFd,
+    dirs: Vec<PathBuf>,
+}
+
+impl Untouched {
+    pub fn watch(dirs: &[&Path]) -> Untouched {
+        use std::os::fd::FromRawFd;
+        use std::os::unix::ffi::OsStrExt;
+        // SAFETY: inotify_init1 has no preconditions; the fd is owned here.
+        let raw = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
+        assert!(
+            raw >= 0,
+            "inotify_init1: {}",
+            std::io::Error::last_os_error()
+        );
+        // SAFETY: a fresh, valid descriptor nobody else owns.
+        let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(raw) };
+        let mask = libc::IN_OPEN
+            | libc::IN_ACCESS
+            | libc::IN_MODIFY
+            | libc::IN_ATTRIB
+            | libc::IN_CREATE
+            | libc::IN_DELETE
+            | libc::IN_MOVED_FROM
+            | libc::IN_MOVED_TO
+            | libc::IN_DELETE_SELF;
+        for d in dirs {
+            let c = std::ffi::CString::new(d.as_os_str().as_bytes()).unwrap();
+            // SAFETY: a valid inotify fd and C string.
+            let w = unsafe { libc::inotify_add_watch(raw, c.as_ptr(), mask) };
+            assert!(
+                w >= 0,
+                "watching {}: {}",
+                d.display(),
+                std::io::Error::last_os_error()
+            );
+        }
+        Untouched {
+            fd,
+            dirs: dirs.iter().map(|d| d.to_path_buf()).collect(),
+        }
+    }
+
+    /// Asserts that no event happened since `watch`.
+    pub fn assert_untouched(&self, what: &str) {
+        use std::os::fd::AsRawFd;
+        let mut buf = [0u8; 4096];
+        // SAFETY: reading into a buffer of the given length.
+        let n = unsafe { libc::read(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        let err = std::io::Error::last_os_error();
+        assert!(
+            n < 0 && err.kind() == std::io::ErrorKind::WouldBlock,
+            "{what}: something opened, read or changed files in {:?} ({n} bytes of inotify events)",
+            self.dirs
+        );
+    }
+}
