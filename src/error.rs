@@ -55,6 +55,16 @@ pub enum ConfigProblem {
         /// The value found.
         value: String,
     },
+    /// The JSON nests objects and arrays deeper than the cap
+    /// ([`ConfigLoader::with_max_depth`](crate::ConfigLoader::with_max_depth)).
+    #[error("JSON nested deeper than {limit} levels")]
+    TooDeep {
+        /// The cap.
+        limit: usize,
+    },
+    /// The config file is not a regular file (a FIFO, a device, ...).
+    #[error("not a regular file")]
+    NotARegularFile,
     /// A network list without `plugins` (and no drop-in plugin configs).
     #[error("no plugins: missing `plugins` and no drop-in plugin configs")]
     MissingPlugins,
@@ -218,6 +228,17 @@ pub enum ErrorKind {
         /// What is wrong with it.
         problem: ConfigProblem,
     },
+    /// A config file is larger than the cap
+    /// ([`ConfigLoader::with_max_file_size`](crate::ConfigLoader::with_max_file_size));
+    /// it was not read.
+    #[error("config file is {size} bytes, over the cap of {limit} bytes")]
+    #[non_exhaustive]
+    ConfigTooLarge {
+        /// Its size (at least; it may be growing).
+        size: u64,
+        /// The cap.
+        limit: u64,
+    },
     /// The config directory holds no `.conf`, `.conflist` or `.json` file.
     #[error("no network configurations found in `{}`", dir.display())]
     #[non_exhaustive]
@@ -280,11 +301,29 @@ pub enum ErrorKind {
         path: PathBuf,
     },
     /// The plugin did not finish in time; its process group was killed.
-    #[error("timed out after {after:?}; its process group was killed")]
+    #[error("timed out after {after:?}; its process group was killed{}", if *escaped {
+        "; a process that left the group (setsid or a double fork) still holds its output open and was not killed"
+    } else { "" })]
     #[non_exhaustive]
     Timeout {
         /// The timeout that expired.
         after: Duration,
+        /// Whether, after the group was killed, a process outside it (one
+        /// the plugin started with `setsid` or a double fork) still held the
+        /// plugin's stdout or stderr open: it could not be killed with the
+        /// group and may still be running.
+        escaped: bool,
+    },
+    /// The plugin wrote more than the output cap
+    /// ([`Cni::with_max_output`](crate::Cni::with_max_output)) to stdout or
+    /// stderr; its process group was killed and the output dropped.
+    #[error("wrote more than {limit} bytes to {stream}; its process group was killed")]
+    #[non_exhaustive]
+    OutputTooLarge {
+        /// `stdout` or `stderr`.
+        stream: &'static str,
+        /// The cap, in bytes.
+        limit: usize,
     },
     /// The plugin failed and reported a CNI error object.
     #[error("{error}")]
@@ -533,6 +572,8 @@ impl ErrorKind {
             ErrorKind::Cache { .. } => "cache",
             ErrorKind::Gc { .. } => "gc",
             ErrorKind::Multiple { .. } => "multiple",
+            ErrorKind::ConfigTooLarge { .. } => "config_too_large",
+            ErrorKind::OutputTooLarge { .. } => "output_too_large",
         }
     }
 }
@@ -572,7 +613,16 @@ impl Error {
     /// The plugin ran longer than `after` and was killed:
     /// [`ErrorKind::Timeout`].
     pub fn timeout(after: Duration) -> Error {
-        Error::new(ErrorKind::Timeout { after })
+        Error::new(ErrorKind::Timeout {
+            after,
+            escaped: false,
+        })
+    }
+
+    /// The plugin wrote more than `limit` bytes to `stream` (`stdout` or
+    /// `stderr`) and was killed: [`ErrorKind::OutputTooLarge`].
+    pub fn output_too_large(stream: &'static str, limit: usize) -> Error {
+        Error::new(ErrorKind::OutputTooLarge { stream, limit })
     }
 
     pub(crate) fn config(problem: ConfigProblem) -> Error {
@@ -788,12 +838,10 @@ mod tests {
 
     #[test]
     fn display_leads_with_context() {
-        let e = Error::new(ErrorKind::Timeout {
-            after: Duration::from_secs(10),
-        })
-        .for_plugin("bridge")
-        .in_network("mynet")
-        .during(Op::Add);
+        let e = Error::timeout(Duration::from_secs(10))
+            .for_plugin("bridge")
+            .in_network("mynet")
+            .during(Op::Add);
         assert_eq!(
             e.to_string(),
             "ADD plugin `bridge` in network `mynet`: timed out after 10s; its process group was killed"

@@ -115,11 +115,11 @@ pub use cache::{Attachment, CachedConfig, DEFAULT_CACHE_DIR};
 pub use cni::{Cni, DEFAULT_KILL_GRACE, DEFAULT_TIMEOUT, GcReport};
 pub use config::{
     ConfigLoader, ConfigProblemReport, ConfigSnapshot, ConfigUpdates, ConfigWatcher,
-    ConfigWatcherBuilder, LoadedConfigs, NetworkConfigList, NetworkLookup, NetworkReadiness,
-    PluginConfig,
+    ConfigWatcherBuilder, DEFAULT_MAX_CONFIG_DEPTH, DEFAULT_MAX_CONFIG_SIZE, LoadedConfigs,
+    NetworkConfigList, NetworkLookup, NetworkReadiness, PluginConfig,
 };
 pub use error::{CacheProblem, Error, ErrorKind, GcFailure, Op};
-pub use exec::{DEFAULT_PLUGIN_DIR, PluginExec, ProcessExec};
+pub use exec::{DEFAULT_MAX_OUTPUT, DEFAULT_PLUGIN_DIR, PluginExec, ProcessExec};
 pub use observe::Observer;
 pub use plan::{AttachmentId, Invocation, Plan, PluginEnv, RuntimeConfig};
 pub use result::{CniResult, ErrorCode, PluginError};

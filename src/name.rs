@@ -74,12 +74,32 @@ pub(crate) fn validate_add(network: &str, cid: &str, ifname: &str) -> Result<(),
     Err(invalid(AttachmentField::IfName, ifname, reason))
 }
 
+/// The longest file name Linux file systems take (`NAME_MAX`).
+const NAME_MAX: usize = 255;
+
 /// The name of an attachment's cache entry, `<network>-<container id>-<ifname>`,
-/// refusing parts that are empty or would escape the results directory.
+/// refusing parts that are empty or would escape the results directory, and
+/// names too long to be a file name (which no cache write could store: an
+/// ADD would run its plugins and then fail to record them).
 pub(crate) fn entry_name(network: &str, cid: &str, ifname: &str) -> Result<String, Error> {
     check_component(AttachmentField::NetworkName, network)?;
     check_component(AttachmentField::ContainerId, cid)?;
     check_component(AttachmentField::IfName, ifname)?;
+    if network.len() + cid.len() + ifname.len() + 2 > NAME_MAX {
+        let (field, value) = [
+            (AttachmentField::ContainerId, cid),
+            (AttachmentField::NetworkName, network),
+            (AttachmentField::IfName, ifname),
+        ]
+        .into_iter()
+        .max_by_key(|(_, v)| v.len())
+        .expect("three parts");
+        return Err(invalid(
+            field,
+            value,
+            "too long: the cache entry name `<network>-<container id>-<ifname>` would exceed 255 bytes",
+        ));
+    }
     Ok(format!("{network}-{cid}-{ifname}"))
 }
 

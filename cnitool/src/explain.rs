@@ -92,10 +92,10 @@ pub fn with_causes(mut msg: String, e: &libcni::Error) -> String {
 pub struct Explained {
     /// The whole message, causes included.
     pub message: String,
-    /// The kind of error: the library's `ErrorKind` in camelCase
+    /// The kind of error: the library's `ErrorKind::name` in camelCase
     /// (`pluginNotFound`, `timeout`, ...), `usage` for a bad flag or
     /// environment value, `other` for the rest.
-    pub kind: &'static str,
+    pub kind: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub file: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -119,7 +119,8 @@ impl Explained {
                 "usage"
             } else {
                 "other"
-            };
+            }
+            .to_owned();
             return Explained {
                 message,
                 kind,
@@ -167,37 +168,22 @@ impl std::fmt::Display for Usage {
 
 impl std::error::Error for Usage {}
 
-fn kind_name(k: &ErrorKind) -> &'static str {
-    match k {
-        ErrorKind::Io { .. } => "io",
-        ErrorKind::Syntax { .. } => "syntax",
-        ErrorKind::InvalidConfig { .. } => "invalidConfig",
-        ErrorKind::NoConfigs { .. } => "noConfigs",
-        ErrorKind::NetworkNotFound { .. } => "networkNotFound",
-        ErrorKind::NoValidConfig { .. } => "noValidConfig",
-        ErrorKind::InvalidPluginName { .. } => "invalidPluginName",
-        ErrorKind::NoPluginDirs => "noPluginDirs",
-        ErrorKind::PluginNotFound { .. } => "pluginNotFound",
-        ErrorKind::PluginNotExecutable { .. } => "pluginNotExecutable",
-        ErrorKind::Spawn { .. } => "spawn",
-        ErrorKind::Timeout { .. } => "timeout",
-        ErrorKind::Plugin { .. } => "plugin",
-        ErrorKind::PluginExit { .. } => "pluginExit",
-        ErrorKind::EmptyResult => "emptyResult",
-        ErrorKind::InvalidResult { .. } => "invalidResult",
-        ErrorKind::UnsupportedResultVersion { .. } => "unsupportedResultVersion",
-        ErrorKind::Conversion { .. } => "conversion",
-        ErrorKind::InvalidVersion { .. } => "invalidVersion",
-        ErrorKind::DeadlineExceeded => "deadlineExceeded",
-        ErrorKind::InvalidVersionInfo { .. } => "invalidVersionInfo",
-        ErrorKind::IncompatibleVersion { .. } => "incompatibleVersion",
-        ErrorKind::OpNotSupported { .. } => "opNotSupported",
-        ErrorKind::InvalidAttachment { .. } => "invalidAttachment",
-        ErrorKind::Cache { .. } => "cache",
-        ErrorKind::Gc { .. } => "gc",
-        ErrorKind::Multiple { .. } => "multiple",
-        _ => "other",
+/// The library's stable kind name (`plugin_not_found`) in camelCase
+/// (`pluginNotFound`), as cnitool's JSON spells names.
+fn kind_name(k: &ErrorKind) -> String {
+    let mut out = String::new();
+    let mut upper = false;
+    for c in k.name().chars() {
+        if c == '_' {
+            upper = true;
+        } else if upper {
+            out.push(c.to_ascii_uppercase());
+            upper = false;
+        } else {
+            out.push(c);
+        }
     }
+    out
 }
 
 /// What each plugin directory holds, for a plugin that is not in any.

@@ -223,10 +223,16 @@ impl OpenCache {
         let tmp_dir = self.subdir(TMP, true)?.expect("created when missing");
         self.sweep_once();
         static COUNTER: AtomicU64 = AtomicU64::new(0);
+        // The entry's name, cut to keep the temp name under `NAME_MAX`.
+        let mut cut = name.len().min(200);
+        while !name.is_char_boundary(cut) {
+            cut -= 1;
+        }
         let tmp = format!(
-            "{}.{}.{name}",
+            "{}.{}.{}",
             std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
+            COUNTER.fetch_add(1, Ordering::Relaxed),
+            &name[..cut]
         );
         let flags =
             OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;

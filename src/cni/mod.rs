@@ -15,7 +15,7 @@ mod query;
 use crate::cache::{self, Attachment, CacheDir, CachedConfig, Finish, RESULTS, Slot, blocking};
 use crate::config::{NetworkConfigList, PluginConfig};
 use crate::error::{CacheProblem, Error, ErrorKind, GcFailure, Op};
-use crate::exec::{ExecOutput, ExecRequest, PluginExec, ProcessExec};
+use crate::exec::{DEFAULT_MAX_OUTPUT, ExecOutput, ExecRequest, PluginExec, ProcessExec};
 use crate::name::validate_add;
 use crate::observe::{
     self, Killed, Observer, ObserverSlot, OperationEvent, Outcome, PluginRunEvent,
@@ -72,6 +72,7 @@ pub struct Cni<E = ProcessExec> {
     cache: CacheDir,
     timeout: Duration,
     kill_grace: Duration,
+    max_output: usize,
     env: PluginEnv,
     rollback: bool,
     limiter: Option<(Arc<tokio::sync::Semaphore>, usize)>,
@@ -86,6 +87,7 @@ impl<E> Clone for Cni<E> {
             cache: self.cache.clone(),
             timeout: self.timeout,
             kill_grace: self.kill_grace,
+            max_output: self.max_output,
             env: self.env.clone(),
             rollback: self.rollback,
             limiter: self.limiter.clone(),
@@ -108,6 +110,7 @@ impl Cni<ProcessExec> {
             cache: CacheDir::new(PathBuf::from(cache::DEFAULT_CACHE_DIR)),
             timeout: DEFAULT_TIMEOUT,
             kill_grace: DEFAULT_KILL_GRACE,
+            max_output: DEFAULT_MAX_OUTPUT,
             env: PluginEnv::inherit(),
             rollback: false,
             limiter: None,
@@ -151,6 +154,22 @@ impl<E> Cni<E> {
         self
     }
 
+    /// Caps what one plugin run may write to stdout, and separately to
+    /// stderr, in bytes: a plugin that writes more (a runaway loop, a
+    /// hostile binary) has its process group killed and the operation fails
+    /// with [`ErrorKind::OutputTooLarge`]; memory stays bounded by the cap.
+    /// Default: [`DEFAULT_MAX_OUTPUT`] (16 MiB; real results are a few KiB).
+    /// libcni has no cap.
+    pub fn with_max_output(mut self, bytes: usize) -> Cni<E> {
+        self.max_output = bytes;
+        self
+    }
+
+    /// The cap on a plugin run's stdout (and stderr), in bytes.
+    pub fn max_output(&self) -> usize {
+        self.max_output
+    }
+
     /// Uses another plugin executor (for tests, or special spawning needs
     /// such as running plugins through `nsenter`).
     pub fn with_exec<E2: PluginExec>(self, exec: E2) -> Cni<E2> {
@@ -159,6 +178,7 @@ impl<E> Cni<E> {
             cache: self.cache,
             timeout: self.timeout,
             kill_grace: self.kill_grace,
+            max_output: self.max_output,
             env: self.env,
             rollback: self.rollback,
             limiter: self.limiter,
@@ -365,6 +385,7 @@ impl<E: PluginExec + 'static> Cni<E> {
             stdin,
             timeout: self.timeout,
             kill_grace: self.kill_grace,
+            max_output: self.max_output,
         };
         let _permit = match &self.limiter {
             Some((sem, _)) => Some(

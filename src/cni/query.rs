@@ -29,6 +29,7 @@ impl<E: PluginExec + 'static> Cni<E> {
             stdin: &inv.stdin(),
             timeout: self.timeout,
             kill_grace: self.kill_grace,
+            max_output: self.max_output,
         };
         let out = self.exec.exec(req).await.map_err(ctx)?;
         if !out.status.success() {

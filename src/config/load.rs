@@ -4,7 +4,7 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use super::{NetworkConfigList, PluginConfig};
+use super::{Limits, NetworkConfigList, PluginConfig};
 use crate::error::{Error, ErrorKind};
 
 /// The default configuration directory.
@@ -19,6 +19,14 @@ pub const DEFAULT_CONFIG_DIR: &str = "/etc/cni/net.d";
 /// column) through [`LoadedConfigs::skipped`], the `skipped` list of
 /// [`ErrorKind::NetworkNotFound`], and a `tracing` warning.
 ///
+/// Files over a size cap ([`with_max_file_size`](Self::with_max_file_size))
+/// or nested deeper than a depth cap ([`with_max_depth`](Self::with_max_depth))
+/// are skipped the same way, with [`ErrorKind::ConfigTooLarge`] or
+/// [`ConfigProblem::TooDeep`](crate::error::ConfigProblem::TooDeep) naming
+/// the file, so a huge or hostile file costs neither memory nor stack.
+/// Symlinked files are followed, as in libcni (Kubernetes ConfigMap mounts
+/// are symlinks).
+///
 /// # Example
 ///
 /// ```no_run
@@ -31,6 +39,7 @@ pub const DEFAULT_CONFIG_DIR: &str = "/etc/cni/net.d";
 #[derive(Debug, Clone)]
 pub struct ConfigLoader {
     dir: PathBuf,
+    limits: Limits,
 }
 
 /// Every valid network in a directory, and an error for each file skipped.
@@ -103,7 +112,43 @@ impl ConfigLoader {
     /// A loader for `dir` (libcni's default is `/etc/cni/net.d`, see
     /// [`ConfigLoader::default`]).
     pub fn new(dir: impl Into<PathBuf>) -> ConfigLoader {
-        ConfigLoader { dir: dir.into() }
+        ConfigLoader {
+            dir: dir.into(),
+            limits: Limits::default(),
+        }
+    }
+
+    /// Sets the largest config file (and drop-in) loaded, in bytes; larger
+    /// ones are skipped with [`ErrorKind::ConfigTooLarge`] without being
+    /// read. Default: [`DEFAULT_MAX_CONFIG_SIZE`](super::DEFAULT_MAX_CONFIG_SIZE)
+    /// (4 MiB).
+    pub fn with_max_file_size(mut self, bytes: u64) -> ConfigLoader {
+        self.limits.max_size = bytes;
+        self
+    }
+
+    /// Sets how deeply a config's JSON may nest objects and arrays; deeper
+    /// files are skipped with
+    /// [`ConfigProblem::TooDeep`](crate::error::ConfigProblem::TooDeep).
+    /// Default: [`DEFAULT_MAX_CONFIG_DEPTH`](super::DEFAULT_MAX_CONFIG_DEPTH)
+    /// (64); the JSON parser itself stops at 128.
+    pub fn with_max_depth(mut self, depth: usize) -> ConfigLoader {
+        self.limits.max_depth = depth;
+        self
+    }
+
+    pub(crate) fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// The size cap on config files, in bytes.
+    pub fn max_file_size(&self) -> u64 {
+        self.limits.max_size
+    }
+
+    /// The nesting cap on config files.
+    pub fn max_depth(&self) -> usize {
+        self.limits.max_depth
     }
 
     /// The directory.
@@ -155,7 +200,7 @@ impl ConfigLoader {
         let (lists, singles): (Vec<&PathBuf>, Vec<&PathBuf>) =
             files.iter().partition(|p| ext(p) == b".conflist");
         for path in lists.into_iter().chain(singles) {
-            match load_file(path) {
+            match load_file(path, &self.limits) {
                 Ok(net) if net.name() == name => {
                     report(&skipped);
                     return Ok(NetworkLookup {
@@ -187,7 +232,7 @@ impl ConfigLoader {
         let files = self.files()?;
         let mut skipped = Vec::new();
         for path in &files {
-            match load_file(path) {
+            match load_file(path, &self.limits) {
                 Ok(net) => {
                     report(&skipped);
                     return Ok(net);
@@ -216,7 +261,7 @@ impl ConfigLoader {
     pub fn load_all(&self) -> Result<LoadedConfigs, Error> {
         let mut out = LoadedConfigs::default();
         for path in self.files()? {
-            match load_file(&path) {
+            match load_file(&path, &self.limits) {
                 Ok(net) => out.networks.push(net),
                 Err(e) => out.skipped.push(e),
             }
@@ -249,11 +294,11 @@ fn report(skipped: &[Error]) {
 }
 
 /// Loads one config file by its extension.
-fn load_file(path: &Path) -> Result<NetworkConfigList, Error> {
+pub(super) fn load_file(path: &Path, limits: &Limits) -> Result<NetworkConfigList, Error> {
     if ext(path) == b".conflist" {
-        NetworkConfigList::from_file(path)
+        NetworkConfigList::from_file_with(path, limits)
     } else {
-        NetworkConfigList::from_plugin(PluginConfig::from_file(path)?)
+        NetworkConfigList::from_plugin(PluginConfig::from_file_with(path, limits)?)
     }
 }
 
@@ -289,9 +334,9 @@ fn conf_files(dir: &Path, exts: &[&[u8]]) -> Result<Vec<PathBuf>, Error> {
 
 /// The drop-in plugin configs of a network: `<dir>/*.conf`, sorted, each
 /// needing a `type`. A missing directory has none.
-pub(super) fn dropins(dir: &Path) -> Result<Vec<PluginConfig>, Error> {
+pub(super) fn dropins(dir: &Path, limits: &Limits) -> Result<Vec<PluginConfig>, Error> {
     conf_files(dir, &[b".conf"])?
         .into_iter()
-        .map(PluginConfig::from_file)
+        .map(|p| PluginConfig::from_file_with(&p, limits))
         .collect()
 }

@@ -61,7 +61,7 @@ impl NetworkConfigList {
     /// [`ErrorKind::Syntax`] for invalid JSON (with line and column),
     /// [`ErrorKind::InvalidConfig`] for a config that breaks the spec's rules.
     pub fn from_bytes(bytes: &[u8]) -> Result<NetworkConfigList, Error> {
-        parse_list(bytes, None, None)
+        parse_list(bytes, None, None, &Limits::default())
     }
 
     /// Reads and parses a `.conflist` file, appending the drop-in plugin
@@ -70,13 +70,18 @@ impl NetworkConfigList {
     ///
     /// # Errors
     ///
-    /// As [`from_bytes`](Self::from_bytes), plus [`ErrorKind::Io`]; every
-    /// error names the file.
+    /// As [`from_bytes`](Self::from_bytes), plus [`ErrorKind::Io`],
+    /// [`ErrorKind::ConfigTooLarge`] for a file over
+    /// [`DEFAULT_MAX_CONFIG_SIZE`] and [`ConfigProblem::NotARegularFile`];
+    /// every error names the file.
     pub fn from_file(path: impl AsRef<Path>) -> Result<NetworkConfigList, Error> {
-        let path = path.as_ref();
-        let bytes = std::fs::read(path).map_err(|e| Error::io("reading config file", path, e))?;
+        Self::from_file_with(path.as_ref(), &Limits::default())
+    }
+
+    pub(crate) fn from_file_with(path: &Path, limits: &Limits) -> Result<NetworkConfigList, Error> {
+        let bytes = read_config(path, limits)?;
         let dropin_dir = path.parent().unwrap_or(Path::new("."));
-        parse_list(&bytes, Some(path), Some(dropin_dir))
+        parse_list(&bytes, Some(path), Some(dropin_dir), limits)
     }
 
     /// Promotes a single plugin configuration (a `.conf`/`.json` file) to a
@@ -199,6 +204,11 @@ impl PluginConfig {
     /// [`ErrorKind::Syntax`] for invalid JSON, [`ErrorKind::InvalidConfig`]
     /// for a missing or invalid `type` or a typed field of the wrong type.
     pub fn from_bytes(bytes: &[u8]) -> Result<PluginConfig, Error> {
+        PluginConfig::from_bytes_with(bytes, &Limits::default())
+    }
+
+    fn from_bytes_with(bytes: &[u8], limits: &Limits) -> Result<PluginConfig, Error> {
+        check_depth(bytes, limits.max_depth)?;
         let text = utf8(bytes)?;
         let raw = parse_raw(text)?;
         PluginConfig::from_raw(raw, 0, None)
@@ -208,12 +218,17 @@ impl PluginConfig {
     ///
     /// # Errors
     ///
-    /// As [`from_bytes`](Self::from_bytes), plus [`ErrorKind::Io`]; errors
-    /// name the file.
+    /// As [`from_bytes`](Self::from_bytes), plus [`ErrorKind::Io`],
+    /// [`ErrorKind::ConfigTooLarge`] for a file over
+    /// [`DEFAULT_MAX_CONFIG_SIZE`] and [`ConfigProblem::NotARegularFile`];
+    /// errors name the file.
     pub fn from_file(path: impl AsRef<Path>) -> Result<PluginConfig, Error> {
-        let path = path.as_ref();
-        let bytes = std::fs::read(path).map_err(|e| Error::io("reading config file", path, e))?;
-        let mut p = PluginConfig::from_bytes(&bytes).map_err(|e| e.at_path(path))?;
+        PluginConfig::from_file_with(path.as_ref(), &Limits::default())
+    }
+
+    pub(crate) fn from_file_with(path: &Path, limits: &Limits) -> Result<PluginConfig, Error> {
+        let bytes = read_config(path, limits)?;
+        let mut p = PluginConfig::from_bytes_with(&bytes, limits).map_err(|e| e.at_path(path))?;
         p.source = Some(path.to_owned());
         Ok(p)
     }
@@ -380,6 +395,100 @@ impl PluginConfig {
     }
 }
 
+/// The default cap on a config file's size: 4 MiB (real configs are a few
+/// KiB; a Multus config with many delegates stays far below).
+pub const DEFAULT_MAX_CONFIG_SIZE: u64 = 4 << 20;
+
+/// The default cap on how deeply a config's JSON nests (objects and
+/// arrays): 64 levels (real configs use under 10). The JSON parser refuses
+/// more than 128 in any case.
+pub const DEFAULT_MAX_CONFIG_DEPTH: usize = 64;
+
+/// The caps that loading a config file applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Limits {
+    pub(crate) max_size: u64,
+    pub(crate) max_depth: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_size: DEFAULT_MAX_CONFIG_SIZE,
+            max_depth: DEFAULT_MAX_CONFIG_DEPTH,
+        }
+    }
+}
+
+/// Reads a config file (a symlink is followed, as in libcni: Kubernetes
+/// ConfigMap mounts are symlinks) without reading more than the size cap,
+/// and without hanging on a FIFO or device planted in the config dir.
+fn read_config(path: &Path, limits: &Limits) -> Result<Vec<u8>, Error> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let io = |e| Error::io("reading config file", path, e);
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(io)?;
+    let meta = file.metadata().map_err(io)?;
+    if !meta.is_file() {
+        return Err(Error::config(ConfigProblem::NotARegularFile).at_path(path));
+    }
+    let too_large = |size: u64| {
+        Error::new(ErrorKind::ConfigTooLarge {
+            size,
+            limit: limits.max_size,
+        })
+        .at_path(path)
+    };
+    if meta.len() > limits.max_size {
+        return Err(too_large(meta.len()));
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+    // The file may grow after the fstat: never read past the cap.
+    file.take(limits.max_size.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(io)?;
+    if bytes.len() as u64 > limits.max_size {
+        return Err(too_large(bytes.len() as u64));
+    }
+    Ok(bytes)
+}
+
+/// Refuses JSON nested deeper than `max` (a linear scan, before parsing):
+/// brackets inside strings do not count.
+fn check_depth(bytes: &[u8], max: usize) -> Result<(), Error> {
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    for &b in bytes {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                depth += 1;
+                if depth > max {
+                    return Err(Error::config(ConfigProblem::TooDeep { limit: max }));
+                }
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 fn validate_network_name(name: &str) -> Result<(), Error> {
     if name.is_empty() {
         return Err(Error::config(ConfigProblem::MissingName));
@@ -458,11 +567,13 @@ fn parse_list(
     bytes: &[u8],
     path: Option<&Path>,
     dropin_dir: Option<&Path>,
+    limits: &Limits,
 ) -> Result<NetworkConfigList, Error> {
     let at = |e: Error| match path {
         Some(p) => e.at_path(p),
         None => e,
     };
+    check_depth(bytes, limits.max_depth).map_err(at)?;
     let text = utf8(bytes).map_err(at)?;
     let raw = parse_raw(text).map_err(at)?;
     if !raw.get().starts_with('{') {
@@ -559,7 +670,9 @@ fn parse_list(
         }
     }
     if let Some(dir) = dropin_dir.filter(|_| !load_only_inlined_plugins) {
-        plugins.extend(load::dropins(&dir.join(&name)).map_err(|e| e.in_network(name.clone()))?);
+        plugins.extend(
+            load::dropins(&dir.join(&name), limits).map_err(|e| e.in_network(name.clone()))?,
+        );
     }
     if plugins.is_empty() {
         return Err(at(Error::config(ConfigProblem::MissingPlugins)));

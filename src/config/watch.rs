@@ -23,7 +23,7 @@ use notify::event::{AccessKind, AccessMode, ModifyKind};
 use notify::{EventKind, RecommendedWatcher, RecursiveMode};
 use tokio::sync::{oneshot, watch};
 
-use super::{ConfigLoader, NetworkConfigList, PluginConfig};
+use super::{ConfigLoader, NetworkConfigList};
 use crate::error::{Error, ErrorKind};
 use crate::exec::{DEFAULT_PLUGIN_DIR, find_plugin};
 
@@ -852,7 +852,7 @@ impl Scanner {
         };
         let mut next = HashMap::with_capacity(files.len());
         for file in files {
-            match load_file(&file) {
+            match super::load::load_file(&file, self.loader.limits()) {
                 Ok(net) => {
                     scan.networks.push(net.clone());
                     scan.last_good.push(false);
@@ -877,19 +877,6 @@ impl Scanner {
         self.last_good = next;
         scan
     }
-}
-
-/// Loads one config file by its extension, as [`ConfigLoader`] does.
-fn load_file(path: &Path) -> Result<NetworkConfigList, Error> {
-    if is_conflist(path) {
-        NetworkConfigList::from_file(path)
-    } else {
-        NetworkConfigList::from_plugin(PluginConfig::from_file(path)?)
-    }
-}
-
-fn is_conflist(path: &Path) -> bool {
-    file_name(path).ends_with(b".conflist")
 }
 
 fn file_name(path: &Path) -> &[u8] {

@@ -42,7 +42,16 @@ pub struct ExecRequest<'a> {
     /// After `SIGTERM` on timeout, how long the plugin has to exit before its
     /// process group gets `SIGKILL` (likewise unlimited if too large).
     pub kill_grace: Duration,
+    /// The most bytes the plugin may write to stdout, and separately to
+    /// stderr. A plugin that writes more has its process group killed and
+    /// the run fails with [`ErrorKind::OutputTooLarge`]. [`new`](Self::new)
+    /// sets [`DEFAULT_MAX_OUTPUT`].
+    pub max_output: usize,
 }
+
+/// The default cap on a plugin's stdout, and separately on its stderr:
+/// 16 MiB, thousands of times a real result.
+pub const DEFAULT_MAX_OUTPUT: usize = 16 << 20;
 
 impl<'a> ExecRequest<'a> {
     /// Builds a request (for [`PluginExec`] implementations that delegate).
@@ -61,7 +70,14 @@ impl<'a> ExecRequest<'a> {
             stdin,
             timeout,
             kill_grace,
+            max_output: DEFAULT_MAX_OUTPUT,
         }
+    }
+
+    /// Sets [`max_output`](Self::max_output).
+    pub fn with_max_output(mut self, max: usize) -> ExecRequest<'a> {
+        self.max_output = max;
+        self
     }
 }
 
@@ -107,7 +123,8 @@ pub trait PluginExec: Send + Sync {
     /// # Errors
     ///
     /// [`ErrorKind::Spawn`] when it cannot start, [`ErrorKind::Timeout`] when
-    /// it runs too long, [`ErrorKind::Io`] when its pipes fail. A plugin that
+    /// it runs too long, [`ErrorKind::OutputTooLarge`] when it writes more
+    /// than `req.max_output`, [`ErrorKind::Io`] when its pipes fail. A plugin that
     /// fails is an `Ok` output with a non-zero status.
     fn exec(&self, req: ExecRequest<'_>) -> impl Future<Output = Result<ExecOutput, Error>> + Send;
 }

@@ -14,7 +14,7 @@ use tokio::process::{ChildStderr, ChildStdin, ChildStdout};
 use tokio::time::Instant;
 
 use super::{ExecOutput, ExecRequest, ExitStatus, PluginExec};
-use crate::error::Error;
+use crate::error::{Error, ErrorKind};
 
 /// How long to keep reading a plugin's stdout and stderr after it exits,
 /// when a process it left behind still holds them open.
@@ -43,6 +43,13 @@ const ETXTBSY_FIRST_DELAY: Duration = Duration::from_millis(25);
 /// - **Leftover processes**: once the plugin has exited, its pipes are read
 ///   for at most 100 ms more; a daemon it started that keeps them open does
 ///   not block the call (libcni waits for it forever).
+/// - **Escapes**: a process the plugin moved out of its group (`setsid`)
+///   cannot be signalled with it. After a timeout the pipes are read for at
+///   most 100 ms more; if such a process still holds them, the
+///   [`ErrorKind::Timeout`] says so (`escaped`) and it is left running.
+/// - **Output cap**: stdout and stderr are each read up to
+///   [`ExecRequest::max_output`] bytes; one byte more kills the group at
+///   once, reaps the plugin and fails with [`ErrorKind::OutputTooLarge`].
 /// - **"text file busy"**: the spawn is retried with backoff (about 6 s in
 ///   all), like libcni's retry loop but with a fresh process each time.
 ///
@@ -284,6 +291,45 @@ async fn spawn(req: &ExecRequest<'_>) -> io::Result<std::process::Child> {
     }
 }
 
+/// The marker of an output over the cap, carried through `io::Error`.
+#[derive(Debug)]
+struct Overflow {
+    stream: &'static str,
+    limit: usize,
+}
+
+impl std::fmt::Display for Overflow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "more than {} bytes on {}", self.limit, self.stream)
+    }
+}
+
+impl std::error::Error for Overflow {}
+
+/// Reads `r` to its end into `buf`, failing with [`Overflow`] as soon as it
+/// holds more than `cap` bytes (so `buf` never grows past `cap + 1`).
+async fn read_capped<R: tokio::io::AsyncRead + Unpin>(
+    r: &mut R,
+    buf: &mut Vec<u8>,
+    cap: usize,
+    stream: &'static str,
+) -> io::Result<()> {
+    let limit = u64::try_from(cap).unwrap_or(u64::MAX).saturating_add(1);
+    r.take(limit).read_to_end(buf).await?;
+    if buf.len() > cap {
+        return Err(io::Error::other(Overflow { stream, limit: cap }));
+    }
+    Ok(())
+}
+
+/// The error for a failed read of the plugin's output.
+fn output_error(path: &std::path::Path, e: io::Error) -> Error {
+    match e.get_ref().and_then(|i| i.downcast_ref::<Overflow>()) {
+        Some(o) => Error::output_too_large(o.stream, o.limit),
+        None => Error::io("reading plugin output", path, e),
+    }
+}
+
 fn exit_status(st: WaitIdStatus) -> ExitStatus {
     match (st.exit_status(), st.terminating_signal()) {
         (Some(c), _) => ExitStatus::Exited(c),
@@ -322,18 +368,21 @@ impl PluginExec for ProcessExec {
         let mut out = Vec::new();
         let mut err = Vec::new();
         let input = req.stdin;
+        let cap = req.max_output;
         let mut io = Box::pin(async {
             let write = async move {
                 let mut w = stdin;
                 // A plugin may exit without reading its stdin: EPIPE is fine.
                 let _ = w.write_all(input).await;
+                Ok::<(), io::Error>(())
             };
-            let (_, o, e) = tokio::join!(
+            // The first overflow (or pipe error) ends the reading at once.
+            tokio::try_join!(
                 write,
-                stdout.read_to_end(&mut out),
-                stderr.read_to_end(&mut err)
-            );
-            o.and(e)
+                read_capped(&mut stdout, &mut out, cap, "stdout"),
+                read_capped(&mut stderr, &mut err, cap, "stderr")
+            )
+            .map(|_| ())
         });
         let deadline = Instant::now().checked_add(req.timeout);
         let expired = async {
@@ -350,14 +399,33 @@ impl PluginExec for ProcessExec {
                 biased;
                 r = &mut io, if !io_done => {
                     io_done = true;
-                    r.map_err(|e| Error::io("reading plugin output", req.path, e))?;
+                    if let Err(e) = r {
+                        // Killed and reaped before returning: nothing of the
+                        // group outlives the call.
+                        plugin.signal(Signal::KILL);
+                        let _ = plugin.reap().await;
+                        return Err(output_error(req.path, e));
+                    }
                 }
                 st = plugin.exited() => {
                     break st.map_err(|e| Error::io("waiting for plugin", req.path, e))?;
                 }
                 () = &mut expired => {
                     terminate(&mut plugin, req.kill_grace).await;
-                    return Err(Error::timeout(req.timeout));
+                    // The group is gone; a process still holding the pipes
+                    // left it (setsid, double fork) and was not killed.
+                    let escaped = !io_done
+                        && tokio::time::timeout(LEAK_WINDOW, &mut io).await.is_err();
+                    if escaped {
+                        tracing::warn!(
+                            path = %req.path.display(),
+                            "plugin timed out; a process it started outside its process group still holds its output open and was not killed"
+                        );
+                    }
+                    return Err(Error::new(ErrorKind::Timeout {
+                        after: req.timeout,
+                        escaped,
+                    }));
                 }
             }
         };
@@ -367,11 +435,15 @@ impl PluginExec for ProcessExec {
         // be reaped now.
         plugin.kill_on_drop = false;
         plugin.try_reap();
-        if !io_done && tokio::time::timeout(LEAK_WINDOW, &mut io).await.is_err() {
-            tracing::warn!(
-                path = %req.path.display(),
-                "plugin exited but a process it left behind holds its output open; not waiting for it"
-            );
+        if !io_done {
+            match tokio::time::timeout(LEAK_WINDOW, &mut io).await {
+                Err(_) => tracing::warn!(
+                    path = %req.path.display(),
+                    "plugin exited but a process it left behind holds its output open; not waiting for it"
+                ),
+                Ok(Err(e)) => return Err(output_error(req.path, e)),
+                Ok(Ok(())) => {}
+            }
         }
         drop(io);
         tracing::trace!(elapsed = ?started.elapsed(), %status, "plugin process finished");

@@ -40,6 +40,10 @@
 //!      the default exit code becomes 1). Else ADD prints the default result
 //!      and other commands print nothing.
 //!    - `exit` (number): the exit code (default 0, or 1 with `error`).
+//!    - `failRate` (number in 0..=1): with that probability (drawn from the
+//!      clock and pid), ignore the stdout fields above and fail instead with
+//!      the CNI error `{"code": 11, "msg": "injected failure"}` and exit 1
+//!      (for tests that inject random failures).
 //! 5. Default ADD result, for V = the config's `cniVersion` (missing or "" is
 //!    "0.1.0"): `prevResult` (or `{}`) with `"cniVersion": V`; for 0.1.0/0.2.0
 //!    `"ip4": {"ip": "10.99.0.2/24"}` unless there is an `ip4`; for
@@ -309,6 +313,7 @@ fn run(argv0: &str, command: Option<&str>, conf: &Map<String, Value>, out: &mut 
     let error = field(action, "error", "an object", Value::as_object)?;
     let as_i32 = |v: &Value| v.as_i64().and_then(|n| i32::try_from(n).ok());
     let exit = field(action, "exit", "an integer", as_i32)?;
+    let fail_rate = field(action, "failRate", "a number", Value::as_f64)?;
 
     if let Some(path) = pid_file {
         append(path, &format!("{}\n", std::process::id()))
@@ -350,6 +355,13 @@ fn run(argv0: &str, command: Option<&str>, conf: &Map<String, Value>, out: &mut 
         let _ = e.write_all(text.as_bytes()).and_then(|()| e.flush());
     }
     let mut code = 0;
+    if fail_rate.is_some_and(|p| draw() < p) {
+        return Err(Fail {
+            code: 11,
+            msg: "injected failure".into(),
+            details: None,
+        });
+    }
     if let Some(text) = stdout {
         out.push_str(text);
     } else if let Some(result) = action.get("result") {
@@ -368,6 +380,19 @@ fn run(argv0: &str, command: Option<&str>, conf: &Map<String, Value>, out: &mut 
         out.push_str(&default_result(conf, tp)?.to_string());
     }
     Ok(exit.unwrap_or(code))
+}
+
+/// A number in `[0, 1)` from the clock and the pid (a splitmix64 step).
+fn draw() -> f64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let mut z = nanos ^ (u64::from(std::process::id()) << 32);
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^= z >> 31;
+    (z >> 11) as f64 / (1u64 << 53) as f64
 }
 
 fn main() {

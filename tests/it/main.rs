@@ -2,6 +2,8 @@
 
 mod support;
 
+mod adversarial;
+
 mod cache;
 mod embed;
 mod gc;
