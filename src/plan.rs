@@ -9,6 +9,7 @@
 
 use std::ffi::{OsStr, OsString};
 use std::fmt;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -252,16 +253,17 @@ const CNI_VARS: [&str; 6] = [
 ];
 
 /// The complete environment of a plugin run: the caller's (shaped by
-/// `policies`, in order) with the CNI variables `cni` set over it.
+/// `policies`, in order) with the CNI variables `cni` set over it, sorted
+/// by name with one entry per name (the later one wins): the order and
+/// content plugins have always been given, so that the executor passes it
+/// on as it is.
 pub(crate) fn full_env(
     policies: &[Option<&PluginEnv>],
     cni: &[(String, String)],
 ) -> Arc<[(OsString, OsString)]> {
     let inherit = policies.iter().flatten().all(|p| p.inherit);
     let mut env: Vec<(OsString, OsString)> = if inherit {
-        std::env::vars_os()
-            .filter(|(k, _)| !CNI_VARS.iter().any(|c| OsStr::new(c) == k))
-            .collect()
+        std::env::vars_os().collect()
     } else {
         Vec::new()
     };
@@ -269,10 +271,16 @@ pub(crate) fn full_env(
         p.apply(&mut env);
     }
     env.retain(|(k, _)| !CNI_VARS.iter().any(|c| OsStr::new(c) == k));
+    env.reserve_exact(cni.len());
     env.extend(
         cni.iter()
             .map(|(k, v)| (OsString::from(k), OsString::from(v))),
     );
+    // Reversed, then a stable sort: of equal names the later one comes
+    // first, and is the one `dedup` keeps.
+    env.reverse();
+    env.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+    env.dedup_by(|later, first| later.0 == first.0);
     env.into()
 }
 
@@ -375,7 +383,8 @@ impl Invocation {
     }
 
     /// The plugin's complete environment: the caller's, shaped by the
-    /// [`PluginEnv`] in force, with the CNI variables set over it.
+    /// [`PluginEnv`] in force, with the CNI variables set over it; sorted
+    /// by name, one entry per name, as the plugin gets it.
     pub fn exec_env(&self) -> &[(OsString, OsString)] {
         &self.exec_env
     }
@@ -718,6 +727,22 @@ mod tests {
         assert!(stdin(&p.invocations()[1]).contains(r#""runtimeConfig":{"kept":true}"#));
         // Values go as they are, even null.
         assert!(stdin(&p.invocations()[2]).ends_with(r#""runtimeConfig":{"ips":null}}"#));
+    }
+
+    #[test]
+    fn full_env_is_sorted_with_one_entry_per_name_the_latest() {
+        let policy = PluginEnv::empty()
+            .set("Z", "1")
+            .set("CNI_IFNAME", "ignored")
+            .set("A", "1")
+            .set("Z", "2");
+        let cni = vec![("CNI_IFNAME".to_owned(), "eth0".to_owned())];
+        let env = full_env(&[Some(&policy), None], &cni);
+        let got: Vec<(&str, &str)> = env
+            .iter()
+            .map(|(k, v)| (k.to_str().unwrap(), v.to_str().unwrap()))
+            .collect();
+        assert_eq!(got, [("A", "1"), ("CNI_IFNAME", "eth0"), ("Z", "2")]);
     }
 
     #[test]

@@ -127,17 +127,24 @@ struct Envp {
 
 impl Envp {
     fn new(env: &[(OsString, OsString)]) -> io::Result<Envp> {
-        // `Command`'s order and rule: by name, the later duplicate wins.
+        // `Command`'s order and rule: by name, the later duplicate wins. The
+        // library's own requests come sorted and unique (`plan::full_env`),
+        // which one pass checks.
         let mut order: Vec<usize> = (0..env.len()).collect();
-        order.sort_by(|&a, &b| env[a].0.as_bytes().cmp(env[b].0.as_bytes()));
-        // A stable sort keeps duplicates in request order: keep the last.
-        order.dedup_by(|later, earlier| {
-            let same = env[*later].0 == env[*earlier].0;
-            if same {
-                *earlier = *later;
-            }
-            same
-        });
+        if !env
+            .windows(2)
+            .all(|w| w[0].0.as_bytes() < w[1].0.as_bytes())
+        {
+            order.sort_by(|&a, &b| env[a].0.as_bytes().cmp(env[b].0.as_bytes()));
+            // A stable sort keeps duplicates in request order: keep the last.
+            order.dedup_by(|later, earlier| {
+                let same = env[*later].0 == env[*earlier].0;
+                if same {
+                    *earlier = *later;
+                }
+                same
+            });
+        }
         let len: usize = order
             .iter()
             .map(|&i| env[i].0.len() + env[i].1.len() + 2)
