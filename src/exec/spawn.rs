@@ -96,11 +96,6 @@ fn nul_terminated(bytes: &[u8]) -> io::Result<Vec<u8>> {
     Ok(v)
 }
 
-/// The number of NUL bytes (a branch-free loop the compiler vectorizes).
-fn bytecount_nul(buf: &[u8]) -> usize {
-    buf.iter().map(|&b| usize::from(b == 0)).sum()
-}
-
 fn nul_error() -> io::Error {
     io::Error::new(
         io::ErrorKind::InvalidInput,
@@ -156,14 +151,14 @@ impl Envp {
             .sum();
         let mut buf = Vec::with_capacity(len);
         for &i in &order {
-            buf.extend_from_slice(env[i].0.as_bytes());
+            let (k, v) = (env[i].0.as_bytes(), env[i].1.as_bytes());
+            if k.contains(&0) || v.contains(&0) {
+                return Err(nul_error());
+            }
+            buf.extend_from_slice(k);
             buf.push(b'=');
-            buf.extend_from_slice(env[i].1.as_bytes());
+            buf.extend_from_slice(v);
             buf.push(0);
-        }
-        // One terminator per string, or a name or value had a NUL byte.
-        if bytecount_nul(&buf) != order.len() {
-            return Err(nul_error());
         }
         let mut ptrs = Vec::with_capacity(order.len() + 1);
         let base = buf.as_mut_ptr();
