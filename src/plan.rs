@@ -276,12 +276,40 @@ pub(crate) fn full_env(
         cni.iter()
             .map(|(k, v)| (OsString::from(k), OsString::from(v))),
     );
-    // Reversed, then a stable sort: of equal names the later one comes
-    // first, and is the one `dedup` keeps.
-    env.reverse();
-    env.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-    env.dedup_by(|later, first| later.0 == first.0);
-    env.into()
+    sorted_unique(env).into()
+}
+
+/// `env` sorted by name (byte order), keeping of each name the last entry.
+fn sorted_unique(mut env: Vec<(OsString, OsString)>) -> Vec<(OsString, OsString)> {
+    // Sorting indices keyed by the name's first eight bytes (big-endian,
+    // zero-padded: the same order as the bytes) compares integers, not
+    // strings, for nearly every pair; equal prefixes fall back to the names,
+    // equal names to the later index first.
+    let prefix = |k: &OsStr| {
+        let k = k.as_bytes();
+        let mut b = [0u8; 8];
+        let n = k.len().min(8);
+        b[..n].copy_from_slice(&k[..n]);
+        u64::from_be_bytes(b)
+    };
+    let mut keyed: Vec<(u64, usize)> = env
+        .iter()
+        .enumerate()
+        .map(|(i, (k, _))| (prefix(k), i))
+        .collect();
+    keyed.sort_unstable_by(|a, b| {
+        a.0.cmp(&b.0)
+            .then_with(|| env[a.1].0.as_bytes().cmp(env[b.1].0.as_bytes()))
+            .then(b.1.cmp(&a.1))
+    });
+    let mut out: Vec<(OsString, OsString)> = Vec::with_capacity(env.len());
+    for (_, i) in keyed {
+        if out.last().is_some_and(|(k, _)| *k == env[i].0) {
+            continue;
+        }
+        out.push(std::mem::take(&mut env[i]));
+    }
+    out
 }
 
 /// An attachment to keep at GC (libcni's `GCAttachment`), matched on
@@ -743,6 +771,21 @@ mod tests {
             .map(|(k, v)| (k.to_str().unwrap(), v.to_str().unwrap()))
             .collect();
         assert_eq!(got, [("A", "1"), ("CNI_IFNAME", "eth0"), ("Z", "2")]);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn sorted_unique_is_a_stable_sort_keeping_the_last(
+            pairs in proptest::collection::vec(("[AB]{0,10}", "[0-9]{1,2}"), 0..40)
+        ) {
+            let env: Vec<(OsString, OsString)> =
+                pairs.iter().map(|(k, v)| (k.into(), v.into())).collect();
+            let mut want = env.clone();
+            want.reverse();
+            want.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+            want.dedup_by(|later, first| later.0 == first.0);
+            proptest::prop_assert_eq!(sorted_unique(env), want);
+        }
     }
 
     #[test]

@@ -307,7 +307,9 @@ impl PluginExec for ProcessExec {
         // On error from here, dropping `plugin` kills the group and reaps.
         let (stdin, mut stdout, mut stderr) =
             pipes(child).map_err(|e| Error::io("setting up plugin pipes", req.path, e))?;
-        let mut out = Vec::new();
+        // Room for a typical result, so stdout is read in one `read` (from
+        // an empty Vec, `read_to_end` starts at 32 bytes and grows).
+        let mut out = Vec::with_capacity(4096);
         let mut err = Vec::new();
         let input = req.stdin;
         let mut io = Box::pin(async {
