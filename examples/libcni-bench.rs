@@ -4,7 +4,14 @@
 //! ```text
 //! libcni-bench --conflist F --cnipath P --cachedir D --netns NS --n N --parallel K
 //! libcni-bench --load DIR --n N
+//! libcni-bench --scale --cnipath P
 //! ```
+//!
+//! `--scale` prints how costs grow (they should stay flat per item): loading
+//! 1k, 2k, 5k and 10k conflists, and listing and garbage-collecting the
+//! cached attachments of 64 networks with 16, 32 and 64 attachments each
+//! (P must hold the `noop` plugin of `shared/bench`, run once per size to
+//! produce a real cache entry that the others are copied from).
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -44,6 +51,11 @@ fn main() {
             el / n as f64,
             el / count as f64
         );
+        return;
+    }
+    if args.iter().any(|a| a == "--scale") {
+        let dirs = arg(&args, "--cnipath").unwrap_or_else(|| "/usr/lib/cni".into());
+        scale(&dirs);
         return;
     }
     let Some(conflist) = arg(&args, "--conflist") else {
@@ -104,4 +116,105 @@ fn main() {
         pct(&t.1, 0.99),
         t.0.len() as f64 / el.as_secs_f64()
     );
+}
+
+/// A fresh scratch directory under the system's temp dir.
+fn scratch(tag: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("libcni-scale-{}-{tag}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("scratch dir");
+    d
+}
+
+fn scale(cnipath: &str) {
+    // Loading: the conflists of compare.sh, 1k to 10k of them.
+    for files in [1000usize, 2000, 5000, 10000] {
+        let dir = scratch("load");
+        for i in 0..files {
+            let text = format!(
+                r#"{{"cniVersion":"1.0.0","name":"net{i:05}","plugins":[{{"type":"bridge","bridge":"br{i}","ipam":{{"type":"host-local","ranges":[[{{"subnet":"10.{}.0.0/16"}}]]}}}},{{"type":"portmap","capabilities":{{"portMappings":true}}}},{{"type":"tuning","sysctl":{{"net.core.somaxconn":"500"}}}}]}}"#,
+                i % 250
+            );
+            std::fs::write(dir.join(format!("{i:05}-net.conflist")), text).expect("write");
+        }
+        let loader = libcni::ConfigLoader::new(&dir);
+        let passes = 3;
+        let start = Instant::now();
+        for _ in 0..passes {
+            let all = loader.load_all().expect("load");
+            assert_eq!(all.networks().len(), files);
+        }
+        let el = start.elapsed().as_secs_f64() * 1e6 / passes as f64;
+        println!(
+            "scale load files={files} per_pass_ms={:.1} per_file_us={:.2}",
+            el / 1e3,
+            el / files as f64
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    // The cache: 64 networks, 16 to 64 attachments each.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let networks = 64;
+    for per_net in [16usize, 32, 64] {
+        let root = scratch("cache");
+        let cache = root.join("cache");
+        let cni = Cni::new([cnipath]).with_cache_dir(&cache);
+        let lists: Vec<NetworkConfigList> = (0..networks)
+            .map(|i| {
+                NetworkConfigList::from_bytes(
+                    format!(r#"{{"cniVersion":"1.0.0","name":"scale{i}","plugins":[{{"type":"noop"}}]}}"#)
+                        .as_bytes(),
+                )
+                .expect("conflist")
+            })
+            .collect();
+        // One real ADD gives an entry in the real format; the others are
+        // copies with their network and container renamed.
+        let tmpl = RuntimeConfig::new("tmpl", "/var/run/netns/none", "eth0");
+        rt.block_on(cni.add_network_list(&lists[0], &tmpl))
+            .expect("template ADD");
+        let results = cache.join("results");
+        let tmpl_file = results.join("scale0-tmpl-eth0");
+        let template = std::fs::read_to_string(&tmpl_file).expect("template entry");
+        std::fs::remove_file(&tmpl_file).expect("remove template");
+        let mut valid: Vec<Vec<libcni::AttachmentId>> = Vec::new();
+        for i in 0..networks {
+            let mut ids = Vec::new();
+            for j in 0..per_net {
+                let cid = format!("c{j:04}");
+                let text = template
+                    .replace("\"scale0\"", &format!("\"scale{i}\""))
+                    .replace("\"tmpl\"", &format!("\"{cid}\""));
+                std::fs::write(results.join(format!("scale{i}-{cid}-eth0")), text).expect("entry");
+                ids.push(libcni::AttachmentId::new(cid, "eth0"));
+            }
+            valid.push(ids);
+        }
+        let total = networks * per_net;
+        let start = Instant::now();
+        let atts = cni.cached_attachments(None).expect("list");
+        let list_us = start.elapsed().as_secs_f64() * 1e6;
+        assert_eq!(atts.len(), total);
+        // GC of every network, keeping all its attachments: each GC reads
+        // the whole cache (as libcni does) and matches it against the set.
+        let start = Instant::now();
+        for (list, keep) in lists.iter().zip(&valid) {
+            let report = rt
+                .block_on(cni.gc_network_list(list, Some(keep)))
+                .expect("GC");
+            assert!(report.deleted.is_empty());
+        }
+        let gc_us = start.elapsed().as_secs_f64() * 1e6;
+        println!(
+            "scale cache networks={networks} per_network={per_net} attachments={total} list_ms={:.1} list_per_attachment_us={:.2} gc_all_networks_ms={:.1} gc_per_network_per_attachment_us={:.2}",
+            list_us / 1e3,
+            list_us / total as f64,
+            gc_us / 1e3,
+            gc_us / networks as f64 / total as f64
+        );
+        let _ = std::fs::remove_dir_all(&root);
+    }
 }

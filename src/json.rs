@@ -16,6 +16,14 @@ use serde_json::{Map, Value};
 struct GoFormatter<F>(F);
 
 fn write_go_fragment<W: ?Sized + io::Write>(w: &mut W, fragment: &str) -> io::Result<()> {
+    let bytes = fragment.as_bytes();
+    // Most strings have nothing to escape: one pass that the compiler
+    // vectorizes, then a single write. (0xE2 starts U+2028 and U+2029.)
+    if !bytes.iter().fold(false, |any, &b| {
+        any | matches!(b, b'<' | b'>' | b'&' | 0xE2)
+    }) {
+        return w.write_all(bytes);
+    }
     let mut start = 0;
     for (i, c) in fragment.char_indices() {
         let esc: &[u8] = match c {
@@ -26,11 +34,11 @@ fn write_go_fragment<W: ?Sized + io::Write>(w: &mut W, fragment: &str) -> io::Re
             '\u{2029}' => b"\\u2029",
             _ => continue,
         };
-        w.write_all(&fragment.as_bytes()[start..i])?;
+        w.write_all(&bytes[start..i])?;
         w.write_all(esc)?;
         start = i + c.len_utf8();
     }
-    w.write_all(&fragment.as_bytes()[start..])
+    w.write_all(&bytes[start..])
 }
 
 macro_rules! delegate {
@@ -72,17 +80,26 @@ impl<F: Formatter> Formatter for GoFormatter<F> {
 
 fn serialize_with<T: ?Sized + Serialize, F: Formatter>(value: &T, f: F) -> Vec<u8> {
     let mut out = Vec::with_capacity(256);
-    let mut ser = serde_json::Serializer::with_formatter(&mut out, GoFormatter(f));
+    serialize_into(value, f, &mut out);
+    out
+}
+
+fn serialize_into<T: ?Sized + Serialize, F: Formatter>(value: &T, f: F, out: &mut Vec<u8>) {
+    let mut ser = serde_json::Serializer::with_formatter(out, GoFormatter(f));
     // Serializing our own types and `Value`s into a Vec cannot fail.
     value
         .serialize(&mut ser)
         .expect("serializing to memory cannot fail");
-    out
 }
 
 /// Compact JSON, escaped like Go's `json.Marshal`.
 pub(crate) fn to_go_json<T: ?Sized + Serialize>(value: &T) -> Vec<u8> {
     serialize_with(value, CompactFormatter)
+}
+
+/// [`to_go_json`], appended to `out`.
+pub(crate) fn write_go_json<T: ?Sized + Serialize>(value: &T, out: &mut Vec<u8>) {
+    serialize_into(value, CompactFormatter, out);
 }
 
 /// JSON indented by four spaces, like Go's `json.MarshalIndent(v, "", "    ")`.
@@ -158,7 +175,7 @@ impl<'a> RawObject<'a> {
                 out.push(b',');
             }
             first = false;
-            out.extend_from_slice(&to_go_json(k.as_ref()));
+            write_go_json(k.as_ref(), out);
             out.push(b':');
             compact_into(v.get(), out);
         }
@@ -167,7 +184,7 @@ impl<'a> RawObject<'a> {
                 out.push(b',');
             }
             first = false;
-            out.extend_from_slice(&to_go_json(*k));
+            write_go_json(*k, out);
             out.push(b':');
             out.extend_from_slice(v);
         }

@@ -9,6 +9,7 @@
 
 use std::ffi::{OsStr, OsString};
 use std::fmt;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -252,16 +253,17 @@ const CNI_VARS: [&str; 6] = [
 ];
 
 /// The complete environment of a plugin run: the caller's (shaped by
-/// `policies`, in order) with the CNI variables `cni` set over it.
+/// `policies`, in order) with the CNI variables `cni` set over it, sorted
+/// by name with one entry per name (the later one wins): the order and
+/// content plugins have always been given, so that the executor passes it
+/// on as it is.
 pub(crate) fn full_env(
     policies: &[Option<&PluginEnv>],
     cni: &[(String, String)],
 ) -> Arc<[(OsString, OsString)]> {
     let inherit = policies.iter().flatten().all(|p| p.inherit);
     let mut env: Vec<(OsString, OsString)> = if inherit {
-        std::env::vars_os()
-            .filter(|(k, _)| !CNI_VARS.iter().any(|c| OsStr::new(c) == k))
-            .collect()
+        std::env::vars_os().collect()
     } else {
         Vec::new()
     };
@@ -269,11 +271,45 @@ pub(crate) fn full_env(
         p.apply(&mut env);
     }
     env.retain(|(k, _)| !CNI_VARS.iter().any(|c| OsStr::new(c) == k));
+    env.reserve_exact(cni.len());
     env.extend(
         cni.iter()
             .map(|(k, v)| (OsString::from(k), OsString::from(v))),
     );
-    env.into()
+    sorted_unique(env).into()
+}
+
+/// `env` sorted by name (byte order), keeping of each name the last entry.
+fn sorted_unique(mut env: Vec<(OsString, OsString)>) -> Vec<(OsString, OsString)> {
+    // Sorting indices keyed by the name's first eight bytes (big-endian,
+    // zero-padded: the same order as the bytes) compares integers, not
+    // strings, for nearly every pair; equal prefixes fall back to the names,
+    // equal names to the later index first.
+    let prefix = |k: &OsStr| {
+        let k = k.as_bytes();
+        let mut b = [0u8; 8];
+        let n = k.len().min(8);
+        b[..n].copy_from_slice(&k[..n]);
+        u64::from_be_bytes(b)
+    };
+    let mut keyed: Vec<(u64, usize)> = env
+        .iter()
+        .enumerate()
+        .map(|(i, (k, _))| (prefix(k), i))
+        .collect();
+    keyed.sort_unstable_by(|a, b| {
+        a.0.cmp(&b.0)
+            .then_with(|| env[a.1].0.as_bytes().cmp(env[b.1].0.as_bytes()))
+            .then(b.1.cmp(&a.1))
+    });
+    let mut out: Vec<(OsString, OsString)> = Vec::with_capacity(env.len());
+    for (_, i) in keyed {
+        if out.last().is_some_and(|(k, _)| *k == env[i].0) {
+            continue;
+        }
+        out.push(std::mem::take(&mut env[i]));
+    }
+    out
 }
 
 /// An attachment to keep at GC (libcni's `GCAttachment`), matched on
@@ -375,7 +411,8 @@ impl Invocation {
     }
 
     /// The plugin's complete environment: the caller's, shaped by the
-    /// [`PluginEnv`] in force, with the CNI variables set over it.
+    /// [`PluginEnv`] in force, with the CNI variables set over it; sorted
+    /// by name, one entry per name, as the plugin gets it.
     pub fn exec_env(&self) -> &[(OsString, OsString)] {
         &self.exec_env
     }
@@ -718,6 +755,37 @@ mod tests {
         assert!(stdin(&p.invocations()[1]).contains(r#""runtimeConfig":{"kept":true}"#));
         // Values go as they are, even null.
         assert!(stdin(&p.invocations()[2]).ends_with(r#""runtimeConfig":{"ips":null}}"#));
+    }
+
+    #[test]
+    fn full_env_is_sorted_with_one_entry_per_name_the_latest() {
+        let policy = PluginEnv::empty()
+            .set("Z", "1")
+            .set("CNI_IFNAME", "ignored")
+            .set("A", "1")
+            .set("Z", "2");
+        let cni = vec![("CNI_IFNAME".to_owned(), "eth0".to_owned())];
+        let env = full_env(&[Some(&policy), None], &cni);
+        let got: Vec<(&str, &str)> = env
+            .iter()
+            .map(|(k, v)| (k.to_str().unwrap(), v.to_str().unwrap()))
+            .collect();
+        assert_eq!(got, [("A", "1"), ("CNI_IFNAME", "eth0"), ("Z", "2")]);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn sorted_unique_is_a_stable_sort_keeping_the_last(
+            pairs in proptest::collection::vec(("[AB]{0,10}", "[0-9]{1,2}"), 0..40)
+        ) {
+            let env: Vec<(OsString, OsString)> =
+                pairs.iter().map(|(k, v)| (k.into(), v.into())).collect();
+            let mut want = env.clone();
+            want.reverse();
+            want.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+            want.dedup_by(|later, first| later.0 == first.0);
+            proptest::prop_assert_eq!(sorted_unique(env), want);
+        }
     }
 
     #[test]

@@ -496,12 +496,13 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Entry, CacheProblem> {
 /// for anything else, the whole file as a bare (legacy) result.
 pub(crate) fn cached_result(bytes: &[u8]) -> Result<CniResult, Error> {
     match decode(bytes) {
-        Ok(entry) => {
-            let json = entry
+        // libcni re-marshals the entry's `result` map and parses that; the
+        // value parsed here is the same, so it is used as it is.
+        Ok(entry) => CniResult::from_value(
+            &entry
                 .result
-                .map_or_else(|| b"{}".to_vec(), |v| to_go_json(&v));
-            CniResult::from_json(&json)
-        }
+                .unwrap_or_else(|| Value::Object(serde_json::Map::new())),
+        ),
         Err(_) => CniResult::from_json(bytes),
     }
 }

@@ -61,9 +61,13 @@ impl<E: PluginExec + 'static> Cni<E> {
                     tracing::warn!(error = %e, "skipping a cache file that is not a valid entry");
                 }
                 report.skipped = skipped;
+                // A set, so that a runtime passing all its attachments does
+                // not make GC quadratic in them.
+                let keep: Option<std::collections::HashSet<&AttachmentId>> =
+                    valid.map(|v| v.iter().collect());
                 for att in atts.into_iter().filter(|a| a.network == net) {
                     let id = AttachmentId::new(att.container_id.clone(), att.ifname.clone());
-                    if valid.is_some_and(|v| v.contains(&id)) {
+                    if keep.as_ref().is_some_and(|k| k.contains(&id)) {
                         continue;
                     }
                     let rt = att.runtime_config();

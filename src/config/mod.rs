@@ -575,13 +575,24 @@ fn parse_list(
     };
     check_depth(bytes, limits.max_depth).map_err(at)?;
     let text = utf8(bytes).map_err(at)?;
-    let raw = parse_raw(text).map_err(at)?;
-    if !raw.get().starts_with('{') {
-        return Err(at(Error::config(ConfigProblem::NotAnObject {
-            found: raw_type(raw),
-        })));
-    }
-    let obj = RawObject::parse(raw.get()).map_err(|e| at(syntax_error(&e)))?;
+    // A document that is an object (nearly all) is parsed once, as one;
+    // anything else goes through the generic parse for its error.
+    let obj = match RawObject::parse(text) {
+        Ok(obj) => obj,
+        Err(_) => {
+            let raw = parse_raw(text).map_err(at)?;
+            if !raw.get().starts_with('{') {
+                return Err(at(Error::config(ConfigProblem::NotAnObject {
+                    found: raw_type(raw),
+                })));
+            }
+            let e = RawObject::parse(raw.get()).err();
+            return Err(at(e.map_or_else(
+                || Error::config(ConfigProblem::NotAnObject { found: "an object" }),
+                |e| syntax_error(&e),
+            )));
+        }
+    };
 
     let opt_string = |field: &str| -> Result<Option<String>, Error> {
         match obj.get(field) {

@@ -6,6 +6,7 @@
 
 mod outcome;
 mod process;
+mod spawn;
 
 use std::ffi::OsString;
 use std::future::Future;

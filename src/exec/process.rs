@@ -2,17 +2,16 @@
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::os::unix::process::CommandExt;
-use std::process::Stdio;
 use std::time::Duration;
 
 use rustix::io::Errno;
 use rustix::process::{Pid, PidfdFlags, Signal, WaitId, WaitIdOptions, WaitIdStatus};
 use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
-use tokio::process::{ChildStderr, ChildStdin, ChildStdout};
+use tokio::net::unix::pipe;
 use tokio::time::Instant;
 
+use super::spawn::{self, Spawned};
 use super::{ExecOutput, ExecRequest, ExitStatus, PluginExec};
 use crate::error::{Error, ErrorKind};
 
@@ -27,8 +26,9 @@ const ETXTBSY_FIRST_DELAY: Duration = Duration::from_millis(25);
 
 /// Runs plugins as child processes.
 ///
-/// Each plugin runs in a new process group with exactly the environment of
-/// [`ExecRequest::env`] (nothing is inherited from the runtime). Its stdin
+/// Each plugin runs (through `posix_spawn`) in a new process group with
+/// exactly the environment of [`ExecRequest::env`] (nothing is inherited
+/// from the runtime). Its stdin
 /// is written while stdout and stderr are read, so no pipe can fill up.
 ///
 /// - **Timeout**: the group gets `SIGTERM`. As soon as the plugin has
@@ -91,9 +91,8 @@ struct GroupGuard {
 }
 
 impl GroupGuard {
-    /// Takes charge of `child`, which nothing has waited for.
-    fn new(child: &std::process::Child) -> io::Result<GroupGuard> {
-        let pid = Pid::from_child(child);
+    /// Takes charge of the child `pid`, which nothing has waited for.
+    fn new(pid: Pid) -> io::Result<GroupGuard> {
         // Not reaped yet, so `pid` is still this child.
         let fd = rustix::process::pidfd_open(pid, PidfdFlags::empty())?;
         // Sound here: the `OwnedFd` stays open, and is the same descriptor,
@@ -255,31 +254,23 @@ impl Drop for LateReap {
 /// A spawned child whose pidfd could not be set up: killed with its group
 /// (it is unreaped, so the group id is still its own) and reaped on a
 /// thread.
-fn abandon(mut child: std::process::Child) {
-    let _ = rustix::process::kill_process_group(Pid::from_child(&child), Signal::KILL);
+fn abandon(pid: Pid) {
+    let _ = rustix::process::kill_process_group(pid, Signal::KILL);
     let spawned = std::thread::Builder::new()
         .name("cni-plugin-reaper".into())
         .spawn(move || {
-            let _ = child.wait();
+            let _ = rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty());
         });
     if let Err(e) = spawned {
         tracing::warn!(error = %e, "cannot start a thread to reap a killed plugin");
     }
 }
 
-async fn spawn(req: &ExecRequest<'_>) -> io::Result<std::process::Child> {
+async fn spawn(req: &ExecRequest<'_>) -> io::Result<Spawned> {
     let mut delay = ETXTBSY_FIRST_DELAY;
     let mut attempt = 0;
     loop {
-        let mut cmd = std::process::Command::new(req.path);
-        // Later duplicates win, as in the request's contract.
-        cmd.env_clear()
-            .envs(req.env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0);
-        match cmd.spawn() {
+        match spawn::spawn(req.path, req.env) {
             Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && attempt < ETXTBSY_RETRIES => {
                 attempt += 1;
                 tracing::debug!(path = %req.path.display(), attempt, "text file busy; retrying spawn");
@@ -339,12 +330,11 @@ fn exit_status(st: WaitIdStatus) -> ExitStatus {
 }
 
 /// The child's pipes, registered with the runtime.
-fn pipes(child: &mut std::process::Child) -> io::Result<(ChildStdin, ChildStdout, ChildStderr)> {
-    let piped = || io::Error::other("a plugin pipe is missing");
+fn pipes(child: Spawned) -> io::Result<(pipe::Sender, pipe::Receiver, pipe::Receiver)> {
     Ok((
-        ChildStdin::from_std(child.stdin.take().ok_or_else(piped)?)?,
-        ChildStdout::from_std(child.stdout.take().ok_or_else(piped)?)?,
-        ChildStderr::from_std(child.stderr.take().ok_or_else(piped)?)?,
+        pipe::Sender::from_owned_fd_unchecked(child.stdin)?,
+        pipe::Receiver::from_owned_fd_unchecked(child.stdout)?,
+        pipe::Receiver::from_owned_fd_unchecked(child.stderr)?,
     ))
 }
 
@@ -352,20 +342,20 @@ impl PluginExec for ProcessExec {
     async fn exec(&self, req: ExecRequest<'_>) -> Result<ExecOutput, Error> {
         let started = std::time::Instant::now();
         let spawn_err = |e: io::Error| Error::spawn(req.path, e);
-        let mut child = spawn(&req).await.map_err(spawn_err)?;
-        let mut plugin = match GroupGuard::new(&child) {
+        let child = spawn(&req).await.map_err(spawn_err)?;
+        let mut plugin = match GroupGuard::new(child.pid) {
             Ok(guard) => guard,
             Err(e) => {
-                abandon(child);
+                abandon(child.pid);
                 return Err(spawn_err(e));
             }
         };
         // On error from here, dropping `plugin` kills the group and reaps.
         let (stdin, mut stdout, mut stderr) =
-            pipes(&mut child).map_err(|e| Error::io("setting up plugin pipes", req.path, e))?;
-        // Only `plugin` waits for the process (a `std` child never does).
-        drop(child);
-        let mut out = Vec::new();
+            pipes(child).map_err(|e| Error::io("setting up plugin pipes", req.path, e))?;
+        // Room for a typical result, so stdout is read in one `read` (from
+        // an empty Vec, `read_to_end` starts at 32 bytes and grows).
+        let mut out = Vec::with_capacity(4096);
         let mut err = Vec::new();
         let input = req.stdin;
         let cap = req.max_output;
@@ -564,9 +554,8 @@ mod tests {
     #[tokio::test]
     async fn the_exited_leader_keeps_its_group_until_reaped() {
         let r = req("/bin/true", &[], b"");
-        let mut child = spawn(&r).await.unwrap();
-        let mut guard = GroupGuard::new(&child).unwrap();
-        drop(child.stdin.take());
+        let child = spawn(&r).await.unwrap();
+        let mut guard = GroupGuard::new(child.pid).unwrap();
         drop(child);
         assert_eq!(guard.exited().await.unwrap(), ExitStatus::Exited(0));
         // Still reported, so not reaped; the group still exists.
@@ -587,12 +576,11 @@ mod tests {
 
     /// Spawns `cat`, which runs until killed (its stdin stays open), and
     /// returns the guard, the stdin to keep, and a second pidfd to watch it.
-    #[allow(clippy::zombie_processes)] // The guard reaps it.
-    async fn running_cat() -> (GroupGuard, std::process::ChildStdin, OwnedFd) {
+    async fn running_cat() -> (GroupGuard, OwnedFd, OwnedFd) {
         let r = req("/bin/cat", &[], b"");
-        let mut child = spawn(&r).await.unwrap();
-        let guard = GroupGuard::new(&child).unwrap();
-        let stdin = child.stdin.take().unwrap();
+        let child = spawn(&r).await.unwrap();
+        let guard = GroupGuard::new(child.pid).unwrap();
+        let stdin = child.stdin;
         let watch = rustix::process::pidfd_open(guard.pid, PidfdFlags::empty()).unwrap();
         (guard, stdin, watch)
     }

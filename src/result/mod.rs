@@ -8,12 +8,14 @@
 //! reproduces libcni 1.3's bytes, so what a plugin receives as `prevResult`
 //! and what lands in the cache are what libcni would have written.
 
+mod sorted;
 mod types;
 
 use std::net::IpAddr;
 
 use serde_json::{Map, Value};
 
+use self::sorted::SortedResult100;
 pub use self::types::{
     CidrParseError, Dns, Interface, IpConfig, IpConfig020, IpConfig040, IpNet, Result020,
     Result040, Result100, Route,
@@ -44,8 +46,12 @@ impl CniResult {
     /// [`ErrorKind::InvalidResult`] for malformed JSON or fields,
     /// [`ErrorKind::UnsupportedResultVersion`] for an unknown version.
     pub fn from_json(bytes: &[u8]) -> Result<CniResult, Error> {
-        let value = parse_value(bytes)?;
-        let obj = as_object(&value)?;
+        CniResult::from_value(&parse_value(bytes)?)
+    }
+
+    /// [`from_json`](CniResult::from_json) of a value already parsed.
+    pub(crate) fn from_value(value: &Value) -> Result<CniResult, Error> {
+        let obj = as_object(value)?;
         let version = match get_ci(obj, "cniVersion") {
             Some(Value::String(s)) => s.as_str(),
             None | Some(Value::Null) => "",
@@ -214,7 +220,7 @@ impl CniResult {
         match self {
             CniResult::V020(r) => to_go_json(r),
             CniResult::V040(r) => to_go_json(r),
-            CniResult::V100(r) => to_go_json_sorted(r),
+            CniResult::V100(r) => to_go_json(&SortedResult100::new(r)),
         }
     }
 
@@ -234,7 +240,7 @@ impl CniResult {
         match self {
             CniResult::V020(r) => to_go_json_sorted(r),
             CniResult::V040(r) => to_go_json_sorted(r),
-            CniResult::V100(r) => to_go_json_sorted(r),
+            CniResult::V100(r) => to_go_json(&SortedResult100::new(r)),
         }
     }
 }

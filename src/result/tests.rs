@@ -416,6 +416,25 @@ mod props {
         }
 
         #[test]
+        fn sorted_views_match_the_value_round_trip(
+            r in result040(),
+            up in prop::sample::select(vec!["1.0.0", "1.1.0"]),
+            extra in prop::collection::vec((prop::option::of(1i64..9000), "[a-z/]{0,6}", "[0-9a-f:.]{0,6}"), 0..3),
+        ) {
+            let CniResult::V100(mut r) = CniResult::V040(r).convert(up).unwrap() else {
+                unreachable!("1.x converts to 1.x")
+            };
+            for (i, (mtu, socket, pci)) in r.interfaces.iter_mut().zip(extra) {
+                i.mtu = mtu;
+                i.socket_path = socket;
+                i.pci_id = pci;
+            }
+            let fast = to_go_json(&super::super::sorted::SortedResult100::new(&r));
+            prop_assert_eq!(&fast, &crate::json::to_go_json_sorted(&r));
+            prop_assert_eq!(CniResult::V100(r).to_json(), fast);
+        }
+
+        #[test]
         fn result_parser_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..256), v in "[0-9.]{0,6}") {
             let _ = CniResult::from_json(&bytes);
             let _ = CniResult::from_plugin_output(&bytes, &v);
