@@ -260,8 +260,8 @@ impl ConfigLoader {
     /// [`ErrorKind::Io`] only if the directory itself cannot be read.
     pub fn load_all(&self) -> Result<LoadedConfigs, Error> {
         let mut out = LoadedConfigs::default();
-        for path in self.files()? {
-            match load_file(&path, &self.limits) {
+        for loaded in load_files(&self.files()?, &self.limits) {
+            match loaded {
                 Ok(net) => out.networks.push(net),
                 Err(e) => out.skipped.push(e),
             }
@@ -269,6 +269,49 @@ impl ConfigLoader {
         report(&out.skipped);
         Ok(out)
     }
+}
+
+/// Files per thread below which a directory is loaded on the calling thread
+/// alone: starting a thread costs about as much as loading a few dozen files.
+const FILES_PER_THREAD: usize = 256;
+
+/// Loads `files`, in order. A large directory (a node with hundreds of
+/// networks) is split into consecutive chunks loaded by several threads, at
+/// most one per CPU (and 8); the results keep the file order, so what
+/// loads, what is skipped and which network is the default do not depend
+/// on it. A thread that cannot be started leaves its chunk to the caller.
+fn load_files(files: &[PathBuf], limits: &Limits) -> Vec<Result<NetworkConfigList, Error>> {
+    let load = |chunk: &[PathBuf]| -> Vec<Result<NetworkConfigList, Error>> {
+        chunk.iter().map(|p| load_file(p, limits)).collect()
+    };
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(8)
+        .min(files.len() / FILES_PER_THREAD);
+    if threads <= 1 {
+        return load(files);
+    }
+    let size = files.len().div_ceil(threads);
+    std::thread::scope(|s| {
+        let mut chunks = files.chunks(size);
+        let first = chunks.next().unwrap_or_default();
+        let others: Vec<_> = chunks
+            .map(|chunk| {
+                let handle = std::thread::Builder::new()
+                    .name("libcni-load".to_owned())
+                    .spawn_scoped(s, move || load(chunk));
+                (chunk, handle)
+            })
+            .collect();
+        let mut out = load(first);
+        for (chunk, handle) in others {
+            match handle {
+                Ok(h) => out.extend(h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))),
+                Err(_) => out.extend(load(chunk)),
+            }
+        }
+        out
+    })
 }
 
 /// The index of network `name` among `networks` (in file order) as libcni

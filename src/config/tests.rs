@@ -738,3 +738,42 @@ fn invalid_utf8_is_a_syntax_error_with_position() {
         "{e}"
     );
 }
+
+#[test]
+fn a_large_directory_loads_in_file_order_whichever_thread_parses_it() {
+    // Enough files for several loader threads (256 each); broken files
+    // interleaved, so each chunk has good and bad ones.
+    let d = TempDir::new("parallel");
+    for i in 0..1100 {
+        let name = format!("{i:05}-net.conflist");
+        if i % 97 == 0 {
+            d.write(&name, "{ broken");
+        } else {
+            d.write(&name, &list(&format!("net{i:05}")));
+        }
+    }
+    let all = d.loader().load_all().unwrap();
+    let want: Vec<String> = (0..1100)
+        .filter(|i| i % 97 != 0)
+        .map(|i| format!("net{i:05}"))
+        .collect();
+    let got: Vec<&str> = all.networks().iter().map(|n| n.name()).collect();
+    assert_eq!(got, want);
+    let skipped: Vec<String> = all
+        .skipped()
+        .iter()
+        .map(|e| {
+            e.path()
+                .unwrap()
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    let want: Vec<String> = (0..1100)
+        .filter(|i| i % 97 == 0)
+        .map(|i| format!("{i:05}-net.conflist"))
+        .collect();
+    assert_eq!(skipped, want);
+}
