@@ -74,8 +74,12 @@ fn main() {
         .collect();
     let list = Arc::new(NetworkConfigList::from_file(&conflist).expect("conflist"));
     let cni = Arc::new(Cni::new(dirs).with_cache_dir(cachedir));
+    // K workers are K concurrent loops (tasks), as the Go bench's K
+    // goroutines run on GOMAXPROCS threads: tokio's default of one worker
+    // thread per CPU, not one thread per loop.
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(par.clamp(1, 8))
+        .worker_threads(par.clamp(1, cpus))
         .enable_all()
         .build()
         .expect("runtime");
