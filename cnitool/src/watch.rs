@@ -48,18 +48,18 @@
 //!     "network": "old"}]}            // only when servingLastGood
 //! ```
 
-use std::error::Error as _;
 use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::{Arc, mpsc};
 
 use anyhow::{Context, Result, anyhow};
-use libcni::{ConfigProblemReport, ConfigSnapshot, ConfigWatcher, ErrorKind, NetworkReadiness};
+use libcni::{ConfigProblemReport, ConfigSnapshot, ConfigWatcher, NetworkReadiness};
 use serde::Serialize;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc as ampsc;
 
+use crate::explain::with_causes;
 use crate::opts::Globals;
 use crate::schema::Envelope;
 
@@ -116,19 +116,6 @@ struct Skipped {
 
 fn path_string(p: &Path) -> String {
     p.to_string_lossy().into_owned()
-}
-
-/// An error's message and, for an I/O error, its causes.
-fn with_causes(mut msg: String, e: &libcni::Error) -> String {
-    if matches!(e.kind(), ErrorKind::Io { .. }) {
-        let mut cause = e.source();
-        while let Some(c) = cause {
-            msg.push_str(": ");
-            msg.push_str(&c.to_string());
-            cause = c.source();
-        }
-    }
-    msg
 }
 
 /// Why a file was skipped, without repeating the file's own path.

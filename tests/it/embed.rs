@@ -318,11 +318,11 @@ fn example_env(label: &str) -> TestEnv {
     env
 }
 
-#[test]
-fn the_async_shim_example_serves_concurrent_requests() {
+/// Runs the async_shim example with `requests` on its stdin; returns its
+/// exit status, stdout and stderr.
+fn shim(env: &TestEnv, requests: &[String]) -> std::process::Output {
     use std::io::Write;
     use std::process::{Command, Stdio};
-    let env = example_env("ex-shim");
     let mut child = Command::new(crate::support::workspace_bin("examples/async_shim"))
         .args([&env.net_d, &env.bin, &env.cache])
         .stdin(Stdio::piped())
@@ -332,12 +332,24 @@ fn the_async_shim_example_serves_concurrent_requests() {
         .unwrap();
     {
         let mut stdin = child.stdin.take().unwrap();
-        for i in 0..4 {
-            writeln!(stdin, "add c{i} /var/run/netns/c{i}").unwrap();
+        for r in requests {
+            writeln!(stdin, "{r}").unwrap();
         }
-        writeln!(stdin, "bogus line").unwrap();
     }
-    let out = child.wait_with_output().unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn the_async_shim_example_serves_concurrent_requests() {
+    let env = example_env("ex-shim");
+    let requests = |cmd: &str| -> Vec<String> {
+        (0..4)
+            .map(|i| format!("{cmd} c{i} /var/run/netns/c{i}"))
+            .collect()
+    };
+    let mut adds = requests("add");
+    adds.push("bogus line".to_owned());
+    let out = shim(&env, &adds);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -361,44 +373,16 @@ fn the_async_shim_example_serves_concurrent_requests() {
     assert_eq!(env.cache_files().len(), 4, "{:?}", env.cache_files());
 
     // Then check and delete them.
-    let mut child = Command::new(crate::support::workspace_bin("examples/async_shim"))
-        .args([&env.net_d, &env.bin, &env.cache])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    {
-        let mut stdin = child.stdin.take().unwrap();
-        for i in 0..4 {
-            writeln!(stdin, "check c{i} /var/run/netns/c{i}").unwrap();
-        }
+    for cmd in ["check", "del"] {
+        let out = shim(&env, &requests(cmd));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let ok = format!("ok {cmd}");
+        assert_eq!(
+            stdout.lines().filter(|l| l.starts_with(&ok)).count(),
+            4,
+            "{stdout}"
+        );
     }
-    let out = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        stdout.lines().filter(|l| l.starts_with("ok check")).count(),
-        4,
-        "{stdout}"
-    );
-    let mut child = Command::new(crate::support::workspace_bin("examples/async_shim"))
-        .args([&env.net_d, &env.bin, &env.cache])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    {
-        let mut stdin = child.stdin.take().unwrap();
-        for i in 0..4 {
-            writeln!(stdin, "del c{i} /var/run/netns/c{i}").unwrap();
-        }
-    }
-    let out = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        stdout.lines().filter(|l| l.starts_with("ok del")).count(),
-        4,
-        "{stdout}"
-    );
     assert!(env.cache_files().is_empty(), "{:?}", env.cache_files());
 }
 
