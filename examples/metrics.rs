@@ -12,7 +12,8 @@
 //! ```
 //!
 //! It runs CYCLES (default 3) ADD, CHECK, DEL cycles of the default network
-//! of CONF_DIR on container `metrics-demo`, then prints the metrics.
+//! of CONF_DIR on container `metrics-demo`, then prints the metrics. The
+//! result cache is `CNI_CACHE_DIR`, else `/var/lib/cni`.
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::process::ExitCode;
@@ -193,7 +194,11 @@ async fn main() -> ExitCode {
         }
     };
     let metrics = Arc::new(Metrics::default());
-    let cni = Cni::new([plugin_dir]).with_observer(metrics.clone());
+    let mut cni = Cni::new([plugin_dir]).with_observer(metrics.clone());
+    // The result cache: /var/lib/cni unless CNI_CACHE_DIR says otherwise.
+    if let Some(dir) = std::env::var_os("CNI_CACHE_DIR").filter(|d| !d.is_empty()) {
+        cni = cni.with_cache_dir(dir);
+    }
     let net = match ConfigLoader::new(conf_dir).default_network() {
         Ok(n) => n,
         Err(e) => {

@@ -418,3 +418,33 @@ fn the_sync_runtime_example_attaches_from_threads_without_tokio() {
     assert_eq!(adds, 6);
     assert!(env.cache_files().is_empty(), "{:?}", env.cache_files());
 }
+
+#[test]
+fn the_metrics_example_counts_operations_and_plugin_runs() {
+    let env = example_env("ex-metrics");
+    let out = std::process::Command::new(crate::support::workspace_bin("examples/metrics"))
+        .args([&env.net_d, &env.bin])
+        .args(["/var/run/netns/metrics", "2"])
+        .env("CNI_CACHE_DIR", &env.cache)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for op in ["ADD", "CHECK", "DEL"] {
+        let line =
+            format!("cni_operations_total{{network=\"emb\",operation=\"{op}\",outcome=\"ok\"}} 2");
+        assert!(stdout.contains(&line), "no {line} in:\n{stdout}");
+    }
+    assert!(
+        stdout.contains("# TYPE cni_operation_duration_seconds histogram"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("cni_plugin"), "{stdout}");
+    // Its cache was the test's, and is empty again.
+    assert!(env.cache.join("results").is_dir());
+    assert!(env.cache_files().is_empty(), "{:?}", env.cache_files());
+}
