@@ -4,7 +4,8 @@
 //! `"schema": "cnitool/v1"` (the version of this format; a change that is
 //! not backwards compatible gets a new version) and `"kind"` (what the rest
 //! of the object is, e.g. `"networks"` for a report of `cnitool watch`).
-//! Commands that gain a `--json` flag later share this envelope.
+//! Every command's `--json` output uses it; `cnitool/JSON.md` documents
+//! each kind and its fields.
 
 use serde::Serialize;
 
