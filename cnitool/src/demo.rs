@@ -29,7 +29,7 @@ use serde::Serialize;
 
 use crate::explain::{INSTALL_HINT, Usage, WELL_KNOWN_PLUGIN_DIRS};
 use crate::opts::Globals;
-use crate::schema::Envelope;
+use crate::schema::json_line;
 
 /// The classic `mynet` of the CNI README, as a 1.0.0 list; `@DATA_DIR@` is
 /// replaced by host-local's data directory in the demo's work directory.
@@ -410,9 +410,7 @@ pub fn run(g: &Globals, _args: &DemoArgs) -> Result<ExitCode> {
         report.host_netns, report.container_netns, report.work_dir
     ));
     if g.json {
-        let mut line = Envelope::new("demo", &report).to_line();
-        line.push('\n');
-        print!("{line}");
+        print!("{}", json_line("demo", &report));
     }
     Ok(code)
 }

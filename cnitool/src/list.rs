@@ -14,12 +14,12 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
-use libcni::{ConfigLoader, NetworkConfigList, PluginConfig};
+use libcni::{ConfigLoader, NetworkConfigList};
 use serde::Serialize;
 
 use crate::explain::{Skipped, with_causes};
 use crate::opts::Globals;
-use crate::schema::Envelope;
+use crate::schema::json_line;
 
 /// The report `cnitool list` prints.
 #[derive(Serialize, Debug)]
@@ -71,17 +71,13 @@ fn lookup(plugin_type: &str, dirs: &[PathBuf]) -> (Option<String>, Option<String
     }
 }
 
-fn ipam_type(p: &PluginConfig) -> Option<String> {
-    p.get("ipam")?.get("type")?.as_str().map(str::to_owned)
-}
-
 fn network(net: &NetworkConfigList, default: bool, dirs: &[PathBuf]) -> Network {
     let plugins: Vec<Plugin> = net
         .plugins()
         .iter()
         .map(|p| {
             let (path, problem) = lookup(p.plugin_type(), dirs);
-            let ipam = ipam_type(p).map(|t| {
+            let ipam = p.ipam_type().map(|t| {
                 let (path, problem) = lookup(&t, dirs);
                 Box::new(Plugin {
                     plugin_type: t,
@@ -137,9 +133,7 @@ impl Listing {
     }
 
     pub fn json(&self) -> String {
-        let mut line = Envelope::new("list", self).to_line();
-        line.push('\n');
-        line
+        json_line("list", self)
     }
 
     pub fn human(&self) -> String {

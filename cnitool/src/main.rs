@@ -303,9 +303,7 @@ fn report_error(e: &anyhow::Error, cli: &Cli) -> ExitCode {
         struct Body<'a> {
             error: &'a Explained,
         }
-        let mut line = schema::Envelope::new("error", &Body { error: &x }).to_line();
-        line.push('\n');
-        let _ = emit(line.as_bytes());
+        let _ = emit(schema::json_line("error", &Body { error: &x }).as_bytes());
     } else {
         eprint!("{}", x.human());
     }

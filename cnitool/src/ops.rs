@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::explain::{Skipped, Usage};
 use crate::opts::Globals;
-use crate::schema::Envelope;
+use crate::schema::json_line;
 
 /// A network looked up by name, and the files skipped on the way.
 pub struct Found {
@@ -194,11 +194,7 @@ pub async fn execute(job: &Job, json: bool) -> Result<Vec<u8>> {
         other => unreachable!("{other} is not a cnitool command"),
     }
     Ok(if json {
-        {
-            let mut line = Envelope::new("done", &done).to_line();
-            line.push('\n');
-            line.into_bytes()
-        }
+        json_line("done", &done).into_bytes()
     } else {
         Vec::new()
     })

@@ -23,7 +23,7 @@ use libcni::{Invocation, Op, Plan, RuntimeConfig};
 use serde::Serialize;
 
 use crate::explain::Skipped;
-use crate::schema::Envelope;
+use crate::schema::json_line;
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -117,9 +117,7 @@ pub fn json(plan: &Plan, rt: &RuntimeConfig, skipped: &[Skipped]) -> String {
         invocations: steps,
         skipped,
     };
-    let mut line = Envelope::new("plan", &body).to_line();
-    line.push('\n');
-    line
+    json_line("plan", &body)
 }
 
 /// The plan for a person.

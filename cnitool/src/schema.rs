@@ -35,3 +35,10 @@ impl<'a, T: Serialize> Envelope<'a, T> {
         serde_json::to_string(self).expect("a report always serializes")
     }
 }
+
+/// `body` in the envelope of `kind`, as one line of JSON with its newline.
+pub fn json_line<T: Serialize>(kind: &str, body: &T) -> String {
+    let mut line = Envelope::new(kind, body).to_line();
+    line.push('\n');
+    line
+}

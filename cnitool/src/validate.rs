@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use crate::explain::{Skipped, with_causes};
 use crate::opts::Globals;
-use crate::schema::Envelope;
+use crate::schema::json_line;
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -83,10 +83,7 @@ async fn check_network(cni: &Cni, net: &NetworkConfigList) -> NetworkCheck {
     let mut plugins = Vec::new();
     for p in net.plugins() {
         plugins.push(check_plugin(cni, p.plugin_type(), "plugin", version).await);
-        if let Some(ipam) = p
-            .get("ipam")
-            .and_then(|i| i.get("type")?.as_str().map(str::to_owned))
-        {
+        if let Some(ipam) = p.ipam_type() {
             plugins.push(check_plugin(cni, &ipam, "ipam", version).await);
         }
     }
@@ -127,9 +124,7 @@ impl Validation {
     }
 
     pub fn json(&self) -> String {
-        let mut line = Envelope::new("validate", self).to_line();
-        line.push('\n');
-        line
+        json_line("validate", self)
     }
 
     pub fn human(&self) -> String {
@@ -209,9 +204,7 @@ impl PluginVersion {
     }
 
     pub fn json(&self) -> String {
-        let mut line = Envelope::new("version", self).to_line();
-        line.push('\n');
-        line
+        json_line("version", self)
     }
 
     pub fn human(&self) -> String {

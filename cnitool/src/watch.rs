@@ -61,7 +61,7 @@ use tokio::sync::mpsc as ampsc;
 
 use crate::explain::with_causes;
 use crate::opts::Globals;
-use crate::schema::Envelope;
+use crate::schema::json_line;
 
 /// The options of `cnitool watch`.
 #[derive(clap::Args, Debug)]
@@ -183,9 +183,7 @@ impl Report {
 
     /// One JSON line, with its newline.
     pub fn json(&self) -> String {
-        let mut line = Envelope::new("networks", self).to_line();
-        line.push('\n');
-        line
+        json_line("networks", self)
     }
 
     /// The human-readable report, one line each, newline-terminated.

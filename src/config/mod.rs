@@ -382,6 +382,12 @@ impl PluginConfig {
         self.raw.clone()
     }
 
+    /// The type of the IPAM plugin it delegates to (`ipam.type`), if any,
+    /// as written (it may be empty).
+    pub fn ipam_type(&self) -> Option<String> {
+        self.get("ipam")?.get("type")?.as_str().map(str::to_owned)
+    }
+
     /// A top-level field of the plugin's configuration, decoded.
     pub fn get(&self, key: &str) -> Option<Value> {
         let obj = RawObject::parse(&self.raw).ok()?;

@@ -917,10 +917,7 @@ fn readiness(net: &NetworkConfigList, dirs: &[PathBuf], last_good: bool) -> Netw
         reasons.push(Error::new(ErrorKind::NoPluginDirs).in_network(net.name()));
     }
     for plugin in net.plugins().iter().filter(|_| !dirs.is_empty()) {
-        let ipam = plugin
-            .get("ipam")
-            .and_then(|v| v.get("type")?.as_str().map(str::to_owned))
-            .filter(|t| !t.is_empty());
+        let ipam = plugin.ipam_type().filter(|t| !t.is_empty());
         for ty in std::iter::once(plugin.plugin_type().to_owned()).chain(ipam) {
             if !seen.insert(ty.clone()) {
                 continue;
