@@ -307,6 +307,19 @@ fn max_concurrent_plugins_bounds_parallel_runs() {
     crate::support::assert_turns(&marks, 4);
 }
 
+/// Runs an example to its end; asserts that it succeeded and returns its
+/// stdout.
+fn example_output(c: &mut std::process::Command) -> String {
+    let out = c.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
 /// A network `emb` of the test plugin, for the examples.
 fn example_env(label: &str) -> TestEnv {
     let env = TestEnv::new(label);
@@ -389,16 +402,10 @@ fn the_async_shim_example_serves_concurrent_requests() {
 #[test]
 fn the_sync_runtime_example_attaches_from_threads_without_tokio() {
     let env = example_env("ex-sync");
-    let out = std::process::Command::new(crate::support::workspace_bin("examples/sync_runtime"))
-        .args([&env.net_d, &env.bin, &env.cache])
-        .args(["emb", "6"])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
+    let stdout = example_output(
+        std::process::Command::new(crate::support::workspace_bin("examples/sync_runtime"))
+            .args([&env.net_d, &env.bin, &env.cache])
+            .args(["emb", "6"]),
     );
     for i in 0..6 {
         assert!(
@@ -422,17 +429,11 @@ fn the_sync_runtime_example_attaches_from_threads_without_tokio() {
 #[test]
 fn the_metrics_example_counts_operations_and_plugin_runs() {
     let env = example_env("ex-metrics");
-    let out = std::process::Command::new(crate::support::workspace_bin("examples/metrics"))
-        .args([&env.net_d, &env.bin])
-        .args(["/var/run/netns/metrics", "2"])
-        .env("CNI_CACHE_DIR", &env.cache)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
+    let stdout = example_output(
+        std::process::Command::new(crate::support::workspace_bin("examples/metrics"))
+            .args([&env.net_d, &env.bin])
+            .args(["/var/run/netns/metrics", "2"])
+            .env("CNI_CACHE_DIR", &env.cache),
     );
     for op in ["ADD", "CHECK", "DEL"] {
         let line =

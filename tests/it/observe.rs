@@ -16,16 +16,9 @@ fn rt(cid: &str) -> RuntimeConfig {
     RuntimeConfig::new(cid, "/var/run/netns/test", "eth0")
 }
 
-/// A conflist of test plugins: `plugins` are (type, testPlugin actions).
+/// A 1.1.0 conflist of test plugins: `plugins` are (type, testPlugin actions).
 fn conflist(env: &TestEnv, name: &str, plugins: &[(&str, Value)]) -> NetworkConfigList {
-    let plugins: Vec<Value> = plugins
-        .iter()
-        .map(|(t, actions)| {
-            env.plugin(t);
-            json!({"type": t, "testPlugin": actions})
-        })
-        .collect();
-    env.list(&json!({"cniVersion": "1.1.0", "name": name, "plugins": plugins}).to_string())
+    crate::support::conflist(env, name, "1.1.0", plugins)
 }
 
 #[test]

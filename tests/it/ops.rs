@@ -17,23 +17,7 @@ fn rt(cid: &str) -> RuntimeConfig {
 
 use crate::support::block_on_mt as block_on;
 
-/// A conflist of test plugins: `plugins` are (type, testPlugin actions).
-fn conflist(
-    env: &TestEnv,
-    name: &str,
-    version: &str,
-    plugins: &[(&str, Value)],
-) -> NetworkConfigList {
-    let plugins: Vec<Value> = plugins
-        .iter()
-        .map(|(t, actions)| {
-            env.plugin(t);
-            json!({"type": t, "testPlugin": actions})
-        })
-        .collect();
-    let text = json!({"cniVersion": version, "name": name, "plugins": plugins}).to_string();
-    env.list(&text)
-}
+use crate::support::conflist;
 
 #[test]
 fn add_chains_each_result_as_next_prev_result_unconverted() {

@@ -71,18 +71,7 @@ pub fn script(bin: &Path, name: &str, body: &str) -> PathBuf {
     p
 }
 
-/// The names in a directory (missing: none), sorted, lossy.
-pub fn names(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir)
-        .map(|d| {
-            d.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
-    v.sort();
-    v
-}
+pub use crate::support::names;
 
 /// Asserts that a cache directory holds no entry, no lock file and no temp
 /// file.

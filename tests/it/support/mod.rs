@@ -159,16 +159,41 @@ impl TestEnv {
 
     /// The cache files in `cache/results`, by name.
     pub fn cache_files(&self) -> Vec<String> {
-        let mut v: Vec<String> = std::fs::read_dir(self.cache.join("results"))
-            .map(|d| {
-                d.flatten()
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .collect()
-            })
-            .unwrap_or_default();
-        v.sort();
-        v
+        names(&self.cache.join("results"))
     }
+}
+
+/// The names in a directory (missing: none), sorted, lossy.
+pub fn names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// A conflist of test plugins in `env`: `plugins` are (type, testPlugin
+/// actions).
+pub fn conflist(
+    env: &TestEnv,
+    name: &str,
+    version: &str,
+    plugins: &[(&str, Value)],
+) -> libcni::NetworkConfigList {
+    let plugins: Vec<Value> = plugins
+        .iter()
+        .map(|(t, actions)| {
+            env.plugin(t);
+            serde_json::json!({"type": t, "testPlugin": actions})
+        })
+        .collect();
+    let text =
+        serde_json::json!({"cniVersion": version, "name": name, "plugins": plugins}).to_string();
+    env.list(&text)
 }
 
 impl Drop for TestEnv {
