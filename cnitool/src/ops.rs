@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::explain::{Skipped, Usage};
 use crate::opts::Globals;
-use crate::schema::json_line;
+use crate::schema::{Attachment, json_line};
 
 /// A network looked up by name, and the files skipped on the way.
 pub struct Found {
@@ -99,12 +99,9 @@ pub struct Job {
 struct Done<'a> {
     command: &'a str,
     network: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    container_id: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    ifname: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    netns: Option<&'a str>,
+    /// ADD, CHECK, DEL: the attachment.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    attachment: Option<Attachment<'a>>,
     /// ADD: the result, in the network's version.
     #[serde(skip_serializing_if = "Option::is_none")]
     result: Option<serde_json::Value>,
@@ -156,9 +153,8 @@ pub async fn execute(job: &Job, json: bool) -> Result<Vec<u8>> {
     let mut done = Done {
         command: job.op.as_str(),
         network: list.name(),
-        container_id: Some(job.rt.container_id()),
-        ifname: Some(job.rt.ifname()),
-        netns: Some(job.rt.netns()),
+        attachment: matches!(job.op, Op::Add | Op::Check | Op::Del)
+            .then(|| Attachment::of(&job.rt)),
         result: None,
         gc: None,
         skipped: &job.found.skipped,
@@ -184,12 +180,10 @@ pub async fn execute(job: &Job, json: bool) -> Result<Vec<u8>> {
                     eprintln!("cnitool: skipped cache file {e}");
                 }
             }
-            (done.container_id, done.ifname, done.netns) = (None, None, None);
             done.gc = Some(GcDone::new(&report));
         }
         Op::Status => {
             job.cni.status_network_list(list).await?;
-            (done.container_id, done.ifname, done.netns) = (None, None, None);
         }
         other => unreachable!("{other} is not a cnitool command"),
     }

@@ -23,7 +23,7 @@ use libcni::{Invocation, Op, Plan, RuntimeConfig};
 use serde::Serialize;
 
 use crate::explain::Skipped;
-use crate::schema::json_line;
+use crate::schema::{Attachment, json_line};
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -31,12 +31,9 @@ struct PlanJson<'a> {
     command: &'a str,
     network: &'a str,
     cni_version: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    container_id: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    ifname: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    netns: Option<&'a str>,
+    /// ADD, CHECK, DEL: the attachment.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    attachment: Option<Attachment<'a>>,
     invocations: Vec<Step<'a>>,
     skipped: &'a [Skipped],
 }
@@ -82,7 +79,6 @@ fn attachment(plan: &Plan, rt: &RuntimeConfig) -> bool {
 
 /// The plan as one JSON line (kind `plan`).
 pub fn json(plan: &Plan, rt: &RuntimeConfig, skipped: &[Skipped]) -> String {
-    let with_rt = attachment(plan, rt);
     let steps = plan
         .invocations()
         .iter()
@@ -111,9 +107,7 @@ pub fn json(plan: &Plan, rt: &RuntimeConfig, skipped: &[Skipped]) -> String {
         command: plan.op().as_str(),
         network: plan.network(),
         cni_version: plan.cni_version(),
-        container_id: with_rt.then(|| rt.container_id()),
-        ifname: with_rt.then(|| rt.ifname()),
-        netns: with_rt.then(|| rt.netns()),
+        attachment: attachment(plan, rt).then(|| Attachment::of(rt)),
         invocations: steps,
         skipped,
     };

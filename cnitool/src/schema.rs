@@ -36,6 +36,26 @@ impl<'a, T: Serialize> Envelope<'a, T> {
     }
 }
 
+/// The attachment an ADD, CHECK or DEL is about: `containerId`, `ifname`
+/// and `netns`, flattened into the object that names it.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Attachment<'a> {
+    container_id: &'a str,
+    ifname: &'a str,
+    netns: &'a str,
+}
+
+impl<'a> Attachment<'a> {
+    pub fn of(rt: &'a libcni::RuntimeConfig) -> Attachment<'a> {
+        Attachment {
+            container_id: rt.container_id(),
+            ifname: rt.ifname(),
+            netns: rt.netns(),
+        }
+    }
+}
+
 /// `body` in the envelope of `kind`, as one line of JSON with its newline.
 pub fn json_line<T: Serialize>(kind: &str, body: &T) -> String {
     let mut line = Envelope::new(kind, body).to_line();
