@@ -97,6 +97,7 @@ mod blocking;
 mod cache;
 mod cni;
 pub mod config;
+mod environment;
 pub mod error;
 pub mod exec;
 mod exit;

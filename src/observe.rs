@@ -218,8 +218,8 @@ pub(crate) fn cni_error_code(e: &Error) -> Option<u64> {
 #[cfg(not(feature = "opentelemetry"))]
 pub(crate) fn plugin_env<'a>(
     _span: &tracing::Span,
-    env: &'a [(std::ffi::OsString, std::ffi::OsString)],
-) -> std::borrow::Cow<'a, [(std::ffi::OsString, std::ffi::OsString)]> {
+    env: &'a crate::exec::Environment,
+) -> std::borrow::Cow<'a, crate::exec::Environment> {
     std::borrow::Cow::Borrowed(env)
 }
 
@@ -234,8 +234,8 @@ pub(crate) fn plugin_env<'a>(
 #[cfg(feature = "opentelemetry")]
 pub(crate) fn plugin_env<'a>(
     span: &tracing::Span,
-    env: &'a [(std::ffi::OsString, std::ffi::OsString)],
-) -> std::borrow::Cow<'a, [(std::ffi::OsString, std::ffi::OsString)]> {
+    env: &'a crate::exec::Environment,
+) -> std::borrow::Cow<'a, crate::exec::Environment> {
     use std::borrow::Cow;
 
     use opentelemetry::trace::TraceContextExt;
@@ -288,20 +288,11 @@ mod otel {
     /// removed first (a stale inherited `TRACESTATE` must not outlive the
     /// context it belonged to), then `vars` appended.
     pub(super) fn set_over(
-        env: &[(OsString, OsString)],
+        env: &crate::exec::Environment,
         vars: Vec<(OsString, OsString)>,
-    ) -> Vec<(OsString, OsString)> {
-        let mut out: Vec<(OsString, OsString)> = env
-            .iter()
-            .filter(|(k, _)| {
-                !["TRACEPARENT", "TRACESTATE", "BAGGAGE"]
-                    .iter()
-                    .any(|v| k == v)
-            })
-            .cloned()
-            .collect();
-        out.extend(vars);
-        out
+    ) -> crate::exec::Environment {
+        env.without(&["TRACEPARENT", "TRACESTATE", "BAGGAGE"])
+            .with_vars(vars)
     }
 
     #[cfg(test)]
@@ -336,24 +327,26 @@ mod otel {
                 .with_remote_span_context(sc)
                 .with_baggage([KeyValue::new("user", "a b")]);
             let vars = inject(&cx).unwrap();
-            let env = vec![
+            let env: crate::exec::Environment = [
                 (os("PATH"), os("/bin")),
                 (os("TRACEPARENT"), os("stale")),
                 (os("TRACESTATE"), os("stale")),
                 (os("X"), os("1")),
-            ];
+            ]
+            .into_iter()
+            .collect();
             let out = set_over(&env, vars);
             assert_eq!(
-                out,
+                Vec::from(&out),
                 [
+                    (os("BAGGAGE"), os("user=a%20b")),
                     (os("PATH"), os("/bin")),
-                    (os("X"), os("1")),
                     (
                         os("TRACEPARENT"),
                         os("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
                     ),
                     (os("TRACESTATE"), os("vendor=x")),
-                    (os("BAGGAGE"), os("user=a%20b")),
+                    (os("X"), os("1")),
                 ]
             );
         }

@@ -7,7 +7,7 @@
 //! has run; [`Invocation::stdin`] then shows the config without it and
 //! [`Invocation::prev_result`] says where it will come from.
 
-use std::ffi::{OsStr, OsString};
+use std::ffi::OsString;
 use std::fmt;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -18,6 +18,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::config::{NetworkConfigList, PluginConfig};
+pub use crate::environment::Environment;
 use crate::error::Op;
 use crate::json::{RawObject, to_go_json};
 
@@ -229,14 +230,14 @@ impl PluginEnv {
         self.inherit
     }
 
-    fn apply(&self, env: &mut Vec<(OsString, OsString)>) {
+    fn apply<'a>(&'a self, env: &mut Vec<(&'a [u8], &'a [u8])>) {
         if !self.inherit {
             env.clear();
         }
         for (k, v) in &self.changes {
-            env.retain(|(ek, _)| ek != k);
+            env.retain(|(ek, _)| *ek != k.as_bytes());
             if let Some(v) = v {
-                env.push((k.clone(), v.clone()));
+                env.push((k.as_bytes(), v.as_bytes()));
             }
         }
     }
@@ -257,59 +258,30 @@ const CNI_VARS: [&str; 6] = [
 /// by name with one entry per name (the later one wins): the order and
 /// content plugins have always been given, so that the executor passes it
 /// on as it is.
-pub(crate) fn full_env(
-    policies: &[Option<&PluginEnv>],
-    cni: &[(String, String)],
-) -> Arc<[(OsString, OsString)]> {
+pub(crate) fn full_env(policies: &[Option<&PluginEnv>], cni: &[(String, String)]) -> Environment {
     let inherit = policies.iter().flatten().all(|p| p.inherit);
-    let mut env: Vec<(OsString, OsString)> = if inherit {
-        std::env::vars_os().collect()
+    let base = if inherit {
+        crate::environment::process()
     } else {
-        Vec::new()
+        Environment::new()
     };
+    let cni = cni.iter().map(|(k, v)| (k.as_bytes(), v.as_bytes()));
+    if policies.iter().flatten().all(|p| p.changes.is_empty()) {
+        // The common case: the six variables merged into the sorted
+        // environment, which is shared between operations while it does not
+        // change.
+        return base.set_over(cni.collect());
+    }
+    let mut env: Vec<(&[u8], &[u8])> = base
+        .iter()
+        .map(|(k, v)| (k.as_bytes(), v.as_bytes()))
+        .collect();
     for p in policies.iter().flatten() {
         p.apply(&mut env);
     }
-    env.retain(|(k, _)| !CNI_VARS.iter().any(|c| OsStr::new(c) == k));
-    env.reserve_exact(cni.len());
-    env.extend(
-        cni.iter()
-            .map(|(k, v)| (OsString::from(k), OsString::from(v))),
-    );
-    sorted_unique(env).into()
-}
-
-/// `env` sorted by name (byte order), keeping of each name the last entry.
-fn sorted_unique(mut env: Vec<(OsString, OsString)>) -> Vec<(OsString, OsString)> {
-    // Sorting indices keyed by the name's first eight bytes (big-endian,
-    // zero-padded: the same order as the bytes) compares integers, not
-    // strings, for nearly every pair; equal prefixes fall back to the names,
-    // equal names to the later index first.
-    let prefix = |k: &OsStr| {
-        let k = k.as_bytes();
-        let mut b = [0u8; 8];
-        let n = k.len().min(8);
-        b[..n].copy_from_slice(&k[..n]);
-        u64::from_be_bytes(b)
-    };
-    let mut keyed: Vec<(u64, usize)> = env
-        .iter()
-        .enumerate()
-        .map(|(i, (k, _))| (prefix(k), i))
-        .collect();
-    keyed.sort_unstable_by(|a, b| {
-        a.0.cmp(&b.0)
-            .then_with(|| env[a.1].0.as_bytes().cmp(env[b.1].0.as_bytes()))
-            .then(b.1.cmp(&a.1))
-    });
-    let mut out: Vec<(OsString, OsString)> = Vec::with_capacity(env.len());
-    for (_, i) in keyed {
-        if out.last().is_some_and(|(k, _)| *k == env[i].0) {
-            continue;
-        }
-        out.push(std::mem::take(&mut env[i]));
-    }
-    out
+    env.retain(|(k, _)| !CNI_VARS.iter().any(|c| c.as_bytes() == *k));
+    env.extend(cni);
+    Environment::from_pairs(env)
 }
 
 /// An attachment to keep at GC (libcni's `GCAttachment`), matched on
@@ -371,7 +343,7 @@ pub struct Invocation {
     path: PathBuf,
     op: Op,
     env: Arc<[(String, String)]>,
-    exec_env: Arc<[(OsString, OsString)]>,
+    exec_env: Environment,
     config: std::sync::Arc<str>,
     inject: Vec<(&'static str, Vec<u8>)>,
     prev: PrevResult,
@@ -413,7 +385,7 @@ impl Invocation {
     /// The plugin's complete environment: the caller's, shaped by the
     /// [`PluginEnv`] in force, with the CNI variables set over it; sorted
     /// by name, one entry per name, as the plugin gets it.
-    pub fn exec_env(&self) -> &[(OsString, OsString)] {
+    pub fn exec_env(&self) -> &Environment {
         &self.exec_env
     }
 
@@ -773,19 +745,21 @@ mod tests {
         assert_eq!(got, [("A", "1"), ("CNI_IFNAME", "eth0"), ("Z", "2")]);
     }
 
-    proptest::proptest! {
-        #[test]
-        fn sorted_unique_is_a_stable_sort_keeping_the_last(
-            pairs in proptest::collection::vec(("[AB]{0,10}", "[0-9]{1,2}"), 0..40)
-        ) {
-            let env: Vec<(OsString, OsString)> =
-                pairs.iter().map(|(k, v)| (k.into(), v.into())).collect();
-            let mut want = env.clone();
-            want.reverse();
-            want.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-            want.dedup_by(|later, first| later.0 == first.0);
-            proptest::prop_assert_eq!(sorted_unique(env), want);
-        }
+    #[test]
+    fn the_inherited_environment_is_what_std_reads() {
+        let std: Environment = std::env::vars_os()
+            .filter(|(k, _)| !CNI_VARS.iter().any(|c| k == c))
+            .collect();
+        assert!(!std.is_empty());
+        assert_eq!(full_env(&[Some(&PluginEnv::inherit())], &[]), std);
+        let removed = PluginEnv::inherit().remove("PATH").set("X_LIBCNI", "1");
+        let got = full_env(&[Some(&removed)], &[]);
+        assert!(got.get("PATH").is_none());
+        assert_eq!(got.get("X_LIBCNI").unwrap(), "1");
+        assert_eq!(
+            got.len(),
+            std.len() - usize::from(std.get("PATH").is_some()) + 1
+        );
     }
 
     #[test]

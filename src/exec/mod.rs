@@ -8,13 +8,13 @@ mod outcome;
 mod process;
 mod spawn;
 
-use std::ffi::OsString;
 use std::future::Future;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use self::process::ProcessExec;
+pub use crate::environment::Environment;
 use crate::error::{Error, ErrorKind, Op};
 pub use crate::exit::ExitStatus;
 
@@ -29,11 +29,11 @@ pub struct ExecRequest<'a> {
     pub path: &'a Path,
     /// The operation (also in `env` as `CNI_COMMAND`).
     pub op: Op,
-    /// The plugin's complete environment, in order (a later duplicate
-    /// wins): the caller's, shaped by the [`PluginEnv`](crate::PluginEnv)
-    /// in force, with the six CNI variables set over it. An executor sets
-    /// exactly these, nothing inherited besides.
-    pub env: &'a [(OsString, OsString)],
+    /// The plugin's complete environment: the caller's, shaped by the
+    /// [`PluginEnv`](crate::PluginEnv) in force, with the six CNI variables
+    /// set over it. An executor sets exactly these, nothing inherited
+    /// besides.
+    pub env: &'a Environment,
     /// The bytes to write to the plugin's stdin.
     pub stdin: &'a [u8],
     /// How long the plugin may run before its process group is terminated
@@ -59,7 +59,7 @@ impl<'a> ExecRequest<'a> {
     pub fn new(
         path: &'a Path,
         op: Op,
-        env: &'a [(OsString, OsString)],
+        env: &'a Environment,
         stdin: &'a [u8],
         timeout: Duration,
         kill_grace: Duration,

@@ -467,13 +467,15 @@ async fn terminate(plugin: &mut GroupGuard, grace: Duration) {
 
 #[cfg(test)]
 mod tests {
-    use std::ffi::OsString;
     use std::path::Path;
 
+    use super::super::Environment;
     use super::*;
+
+    static EMPTY: std::sync::LazyLock<Environment> = std::sync::LazyLock::new(Environment::new);
     use crate::error::Op;
 
-    fn req<'a>(path: &'a str, env: &'a [(OsString, OsString)], stdin: &'a [u8]) -> ExecRequest<'a> {
+    fn req<'a>(path: &'a str, env: &'a Environment, stdin: &'a [u8]) -> ExecRequest<'a> {
         ExecRequest::new(
             Path::new(path),
             Op::Add,
@@ -484,8 +486,8 @@ mod tests {
         )
     }
 
-    fn os(pairs: &[(&str, &str)]) -> Vec<(OsString, OsString)> {
-        pairs.iter().map(|(k, v)| (k.into(), v.into())).collect()
+    fn os(pairs: &[(&str, &str)]) -> Environment {
+        pairs.iter().copied().collect()
     }
 
     /// Whether the process of `pidfd` is still unreaped (running or zombie).
@@ -499,7 +501,7 @@ mod tests {
         // Too large for an `Instant`, and representable but far beyond any
         // timer.
         for long in [Duration::MAX, Duration::from_secs(u64::MAX / 4)] {
-            let mut r = req("/bin/true", &[], b"");
+            let mut r = req("/bin/true", &EMPTY, b"");
             r.timeout = long;
             r.kill_grace = long;
             let out = ProcessExec::new().exec(r).await.unwrap();
@@ -510,7 +512,7 @@ mod tests {
     #[tokio::test]
     async fn unlimited_grace_ends_when_the_plugin_dies_of_sigterm() {
         for long in [Duration::MAX, Duration::from_secs(u64::MAX / 4)] {
-            let mut r = req("/bin/sh", &[], b"exec /bin/sleep 1000\n");
+            let mut r = req("/bin/sh", &EMPTY, b"exec /bin/sleep 1000\n");
             r.timeout = Duration::from_millis(50);
             r.kill_grace = long;
             let e = ProcessExec::new().exec(r).await.unwrap_err();
@@ -553,7 +555,7 @@ mod tests {
     /// stays a zombie that keeps the group id in use until it is reaped.
     #[tokio::test]
     async fn the_exited_leader_keeps_its_group_until_reaped() {
-        let r = req("/bin/true", &[], b"");
+        let r = req("/bin/true", &EMPTY, b"");
         let child = spawn(&r).await.unwrap();
         let mut guard = GroupGuard::new(child.pid).unwrap();
         drop(child);
@@ -577,7 +579,7 @@ mod tests {
     /// Spawns `cat`, which runs until killed (its stdin stays open), and
     /// returns the guard, the stdin to keep, and a second pidfd to watch it.
     async fn running_cat() -> (GroupGuard, OwnedFd, OwnedFd) {
-        let r = req("/bin/cat", &[], b"");
+        let r = req("/bin/cat", &EMPTY, b"");
         let child = spawn(&r).await.unwrap();
         let guard = GroupGuard::new(child.pid).unwrap();
         let stdin = child.stdin;

@@ -5,8 +5,8 @@
 //! second `BTreeMap<OsString, OsString>`, then into one `CString` per
 //! variable, all freed again. With a caller's environment of a few dozen
 //! variables that was about a third of the executor's instructions per plugin
-//! run. Here the `envp` block is one buffer and one pointer array, built
-//! straight from the request.
+//! run. Here the `envp` block is the request's [`Environment`] itself (built
+//! once per operation); a spawn adds only the array of pointers into it.
 //!
 //! What the plugin sees is what `Command` (with `env_clear`, `envs`, three
 //! piped stdio streams and `process_group(0)`) gave it: `argv` is the path
@@ -16,7 +16,7 @@
 //! process group; fds 0, 1 and 2 are the pipes and every descriptor of ours
 //! that is close-on-exec stays closed.
 
-use std::ffi::{OsString, c_char, c_int};
+use std::ffi::{c_char, c_int};
 use std::io;
 use std::mem::MaybeUninit;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -24,6 +24,8 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use rustix::process::Pid;
+
+use super::Environment;
 
 /// A plugin process just started: its pid (also its process group id) and
 /// our ends of its stdin, stdout and stderr (close-on-exec, blocking).
@@ -42,7 +44,7 @@ pub(super) struct Spawned {
 /// What `posix_spawn` reports (including the `execve` error, such as
 /// `ETXTBSY` or `ENOENT`), a pipe that cannot be made, or `InvalidInput`
 /// for a NUL byte in the path or the environment (as `Command`).
-pub(super) fn spawn(path: &Path, env: &[(OsString, OsString)]) -> io::Result<Spawned> {
+pub(super) fn spawn(path: &Path, env: &Environment) -> io::Result<Spawned> {
     let path = nul_terminated(path.as_os_str().as_bytes())?;
     let envp = Envp::new(env)?;
     let (stdin_r, stdin_w) = pipe()?;
@@ -59,8 +61,9 @@ pub(super) fn spawn(path: &Path, env: &[(OsString, OsString)]) -> io::Result<Spa
     ];
     let mut pid: libc::pid_t = 0;
     // SAFETY: every pointer is valid for the call: `path` and `argv` are
-    // NUL-terminated and outlive it, `envp.ptrs` points into `envp.buf`,
-    // which is not touched while they live, and ends with a null pointer;
+    // NUL-terminated and outlive it, `envp.ptrs` points into the
+    // environment's block, which is immutable and outlives it, and ends with
+    // a null pointer;
     // `actions` and `attr` are initialized and destroyed only on drop.
     let rc = unsafe {
         libc::posix_spawn(
@@ -117,60 +120,29 @@ fn above_stdio(fd: OwnedFd) -> io::Result<OwnedFd> {
     Ok(rustix::io::fcntl_dupfd_cloexec(&fd, 3)?)
 }
 
-/// The `envp` block: `NAME=value\0` strings in one buffer, and the pointers
-/// to them, null-terminated.
-struct Envp {
-    /// Never changed after `ptrs` is built (the pointers point into it).
-    _buf: Vec<u8>,
+/// The `envp` pointers: one per string of the environment's block,
+/// null-terminated. The block itself is the environment's own.
+struct Envp<'a> {
+    _env: &'a Environment,
     ptrs: Vec<*mut c_char>,
 }
 
-impl Envp {
-    fn new(env: &[(OsString, OsString)]) -> io::Result<Envp> {
-        // `Command`'s order and rule: by name, the later duplicate wins. The
-        // library's own requests come sorted and unique (`plan::full_env`),
-        // which one pass checks.
-        let mut order: Vec<usize> = (0..env.len()).collect();
-        if !env
-            .windows(2)
-            .all(|w| w[0].0.as_bytes() < w[1].0.as_bytes())
-        {
-            order.sort_by(|&a, &b| env[a].0.as_bytes().cmp(env[b].0.as_bytes()));
-            // A stable sort keeps duplicates in request order: keep the last.
-            order.dedup_by(|later, earlier| {
-                let same = env[*later].0 == env[*earlier].0;
-                if same {
-                    *earlier = *later;
-                }
-                same
-            });
+impl<'a> Envp<'a> {
+    fn new(env: &'a Environment) -> io::Result<Envp<'a>> {
+        // `Command` refuses the same.
+        if env.has_nul() {
+            return Err(nul_error());
         }
-        let len: usize = order
-            .iter()
-            .map(|&i| env[i].0.len() + env[i].1.len() + 2)
-            .sum();
-        let mut buf = Vec::with_capacity(len);
-        for &i in &order {
-            let (k, v) = (env[i].0.as_bytes(), env[i].1.as_bytes());
-            if k.contains(&0) || v.contains(&0) {
-                return Err(nul_error());
-            }
-            buf.extend_from_slice(k);
-            buf.push(b'=');
-            buf.extend_from_slice(v);
-            buf.push(0);
-        }
-        let mut ptrs = Vec::with_capacity(order.len() + 1);
-        let base = buf.as_mut_ptr();
-        let mut at = 0;
-        for &i in &order {
-            // SAFETY: `at` is the start of a string written above, inside
-            // `buf`.
-            ptrs.push(unsafe { base.add(at) }.cast::<c_char>());
-            at += env[i].0.len() + env[i].1.len() + 2;
-        }
+        let base = env.block().as_ptr();
+        let mut ptrs = Vec::with_capacity(env.len() + 1);
+        // SAFETY: each offset is the start of a NUL-terminated string inside
+        // the block, which `_env` keeps alive (and which is never changed).
+        ptrs.extend(
+            env.offsets()
+                .map(|at| unsafe { base.add(at) }.cast::<c_char>().cast_mut()),
+        );
         ptrs.push(std::ptr::null_mut());
-        Ok(Envp { _buf: buf, ptrs })
+        Ok(Envp { _env: env, ptrs })
     }
 }
 
@@ -265,8 +237,8 @@ mod tests {
 
     use super::*;
 
-    fn os(pairs: &[(&str, &str)]) -> Vec<(OsString, OsString)> {
-        pairs.iter().map(|(k, v)| (k.into(), v.into())).collect()
+    fn os(pairs: &[(&str, &str)]) -> Environment {
+        pairs.iter().copied().collect()
     }
 
     fn strings(e: &Envp) -> Vec<String> {
@@ -279,17 +251,12 @@ mod tests {
 
     #[test]
     fn envp_is_sorted_by_name_and_the_later_duplicate_wins() {
-        let e = Envp::new(&os(&[
-            ("B", "2"),
-            ("A", "1"),
-            ("B", "3"),
-            ("AB", ""),
-            ("B", "4"),
-        ]))
-        .unwrap();
+        let env = os(&[("B", "2"), ("A", "1"), ("B", "3"), ("AB", ""), ("B", "4")]);
+        let e = Envp::new(&env).unwrap();
         assert_eq!(strings(&e), ["A=1", "AB=", "B=4"]);
         assert!(e.ptrs.last().unwrap().is_null());
-        assert_eq!(strings(&Envp::new(&[]).unwrap()), Vec::<String>::new());
+        let empty = Environment::new();
+        assert_eq!(strings(&Envp::new(&empty).unwrap()), Vec::<String>::new());
     }
 
     #[test]
@@ -298,13 +265,17 @@ mod tests {
             let e = Envp::new(&env).err().unwrap();
             assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
         }
-        let e = spawn(Path::new("/bin/tr\0ue"), &[]).err().unwrap();
+        let e = spawn(Path::new("/bin/tr\0ue"), &Environment::new())
+            .err()
+            .unwrap();
         assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
     }
 
     #[test]
     fn a_missing_binary_is_the_exec_error() {
-        let e = spawn(Path::new("/nonexistent/plugin"), &[]).err().unwrap();
+        let e = spawn(Path::new("/nonexistent/plugin"), &Environment::new())
+            .err()
+            .unwrap();
         assert_eq!(e.raw_os_error(), Some(libc::ENOENT));
     }
 }
