@@ -329,10 +329,35 @@ fn exit_status(st: WaitIdStatus) -> ExitStatus {
     }
 }
 
-/// The child's pipes, registered with the runtime.
-fn pipes(child: Spawned) -> io::Result<(pipe::Sender, pipe::Receiver, pipe::Receiver)> {
+/// The child's stdin, once written as far as the pipe takes without
+/// waiting: `None` when all of `input` went in (the usual case: a plugin's
+/// config is far below the pipe's 64 KiB), so the pipe is closed at once and
+/// never registered with the runtime; else the pipe, registered, and the
+/// rest to write.
+type Stdin<'a> = Option<(pipe::Sender, &'a [u8])>;
+
+/// The child's pipes: stdin written as far as it goes now (see [`Stdin`]),
+/// stdout and stderr registered with the runtime.
+fn pipes(child: Spawned, input: &[u8]) -> io::Result<(Stdin<'_>, pipe::Receiver, pipe::Receiver)> {
+    rustix::fs::fcntl_setfl(&child.stdin, rustix::fs::OFlags::NONBLOCK)?;
+    let mut rest = input;
+    while !rest.is_empty() {
+        match rustix::io::write(&child.stdin, rest) {
+            Ok(n) => rest = &rest[n..],
+            Err(Errno::INTR) => {}
+            Err(Errno::AGAIN) => break,
+            // The plugin exited or closed its stdin without reading it all:
+            // the write is over (as `write_all` failing was before).
+            Err(_) => rest = &[],
+        }
+    }
+    let stdin = if rest.is_empty() {
+        None
+    } else {
+        Some((pipe::Sender::from_owned_fd_unchecked(child.stdin)?, rest))
+    };
     Ok((
-        pipe::Sender::from_owned_fd_unchecked(child.stdin)?,
+        stdin,
         pipe::Receiver::from_owned_fd_unchecked(child.stdout)?,
         pipe::Receiver::from_owned_fd_unchecked(child.stderr)?,
     ))
@@ -351,19 +376,20 @@ impl PluginExec for ProcessExec {
             }
         };
         // On error from here, dropping `plugin` kills the group and reaps.
-        let (stdin, mut stdout, mut stderr) =
-            pipes(child).map_err(|e| Error::io("setting up plugin pipes", req.path, e))?;
+        let (stdin, mut stdout, mut stderr) = pipes(child, req.stdin)
+            .map_err(|e| Error::io("setting up plugin pipes", req.path, e))?;
         // Room for a typical result, so stdout is read in one `read` (from
         // an empty Vec, `read_to_end` starts at 32 bytes and grows).
         let mut out = Vec::with_capacity(4096);
         let mut err = Vec::new();
-        let input = req.stdin;
         let cap = req.max_output;
         let mut io = Box::pin(async {
             let write = async move {
-                let mut w = stdin;
-                // A plugin may exit without reading its stdin: EPIPE is fine.
-                let _ = w.write_all(input).await;
+                if let Some((mut w, rest)) = stdin {
+                    // A plugin may exit without reading its stdin: EPIPE is
+                    // fine.
+                    let _ = w.write_all(rest).await;
+                }
                 Ok::<(), io::Error>(())
             };
             // The first overflow (or pipe error) ends the reading at once.
@@ -532,6 +558,33 @@ mod tests {
         lines.sort_unstable();
         // Nothing inherited (not even PATH), and the later duplicate wins.
         assert_eq!(lines, ["A=1", "B=3"]);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn stdin_beyond_the_pipe_buffer_is_written_by_the_runtime() {
+        // Small: written at once; 1 MiB: the rest once the plugin reads.
+        for len in [0, 300, 1 << 20] {
+            let input = vec![b'x'; len];
+            let out = ProcessExec::new()
+                .exec(req("/usr/bin/wc", &EMPTY, &input))
+                .await
+                .unwrap();
+            assert!(out.status.success());
+            let n: usize = std::str::from_utf8(&out.stdout)
+                .unwrap()
+                .split_whitespace()
+                .nth(2)
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert_eq!(n, len);
+        }
+        // A plugin that exits without reading a stdin that does not fit.
+        let out = ProcessExec::new()
+            .exec(req("/bin/true", &EMPTY, &vec![b'x'; 1 << 20]))
+            .await
+            .unwrap();
+        assert!(out.status.success());
     }
 
     #[tokio::test]
