@@ -274,32 +274,52 @@ impl SlotState {
 
 impl Slot {
     /// Opens the cache for entry `name` and waits for its locks; with
-    /// `read`, then reads the entry (see [`Slot::take_read`]).
-    pub(crate) async fn open(dir: &CacheDir, name: String, read: bool) -> Slot {
+    /// `read`, then reads the entry (see [`Slot::take_read`]). `first` runs
+    /// off the reactor in the same blocking call that opens the cache and
+    /// first tries the lock (one thread hop instead of two); when `proceed`
+    /// refuses its value, nothing is opened or locked and the value comes
+    /// back alone.
+    pub(crate) async fn open_after<T: Send + 'static>(
+        dir: &CacheDir,
+        name: String,
+        read: bool,
+        first: impl FnOnce() -> T + Send + 'static,
+        proceed: fn(&T) -> bool,
+    ) -> (Option<Slot>, T) {
         let local = local_lock(dir.path().join(RESULTS).join(&name)).await;
-        let mut state = SlotState {
+        let state = SlotState {
             dir: Some(dir.clone()),
             name,
             want_read: read,
             ..SlotState::default()
         };
+        let (mut state, value) = blocking(move || {
+            let mut state = state;
+            let value = first();
+            if proceed(&value) {
+                state.step();
+            }
+            (state, value)
+        })
+        .await;
+        if !proceed(&value) {
+            return (None, value);
+        }
         let mut delay = Duration::from_millis(1);
-        loop {
+        while !state.locked {
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_millis(20));
             state = blocking(move || {
                 state.step();
                 state
             })
             .await;
-            if state.locked {
-                break;
-            }
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(Duration::from_millis(20));
         }
-        Slot {
+        let slot = Slot {
             state,
             _local: local,
-        }
+        };
+        (Some(slot), value)
     }
 
     /// The problem that makes `results/` unusable, if any (taken).

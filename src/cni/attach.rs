@@ -83,10 +83,20 @@ impl<E: PluginExec + 'static> Cni<E> {
         let ctx = |e: Error| e.in_network(net).during(Op::Add);
         validate_add(net, rt.container_id(), rt.ifname()).map_err(ctx)?;
         let name = cache::entry_name(net, rt.container_id(), rt.ifname()).map_err(ctx)?;
-        let plan = self
-            .build_async(Op::Add, list, Some(rt), None, None)
+        let (mut slot, paths) = self
+            .find_and_open(Op::Add, list, &self.cache_for(rt), name, false)
             .await?;
-        let mut slot = Slot::open(&self.cache_for(rt), name, false).await;
+        let mut paths = paths.into_iter();
+        let plan = self.build_with(Op::Add, list, Some(rt), None, None, |_| {
+            Ok(paths.next().expect("one path per plugin"))
+        });
+        let plan = match plan {
+            Ok(plan) => plan,
+            Err(e) => {
+                let _ = slot.finish(Finish::Keep).await;
+                return Err(e);
+            }
+        };
         if let Some(problem) = slot.take_problem() {
             let _ = slot.finish(Finish::Keep).await;
             return Err(ctx(problem));
@@ -164,13 +174,16 @@ impl<E: PluginExec + 'static> Cni<E> {
         let name = cache::entry_name(net, rt.container_id(), rt.ifname()).map_err(ctx)?;
         let cache = self.cache_for(rt);
         let path = cache.path().join(RESULTS).join(&name);
-        let mut slot = Slot::open(&cache, name, true).await;
+        let (mut slot, paths) = self
+            .find_and_open(Op::Check, list, &cache, name, true)
+            .await?;
         let res = async {
             let bytes = slot.take_read().map_err(|e| ctx(e.at_path(&path)))?;
             let cached = Self::parse_cached(list, bytes).map_err(|e| ctx(e.at_path(&path)))?;
-            let plan = self
-                .build_async(Op::Check, list, Some(rt), cached, None)
-                .await?;
+            let mut paths = paths.into_iter();
+            let plan = self.build_with(Op::Check, list, Some(rt), cached, None, |_| {
+                Ok(paths.next().expect("one path per plugin"))
+            })?;
             for inv in plan.invocations() {
                 self.run(inv, &inv.stdin(), net).await?;
             }
@@ -232,7 +245,9 @@ impl<E: PluginExec + 'static> Cni<E> {
         let cache = self.cache_for(rt);
         let path = cache.path().join(RESULTS).join(&name);
         let with_prev = version_at_least(list, V0_4_0).map_err(ctx)?;
-        let mut slot = Slot::open(&cache, name, with_prev).await;
+        let (mut slot, paths) = self
+            .find_and_open(Op::Del, list, &cache, name, with_prev)
+            .await?;
         if let Some(problem) = slot.take_problem() {
             tracing::warn!(error = %ctx(problem), "the cache cannot be used; deleting without prevResult and leaving the cache as it is");
         }
@@ -251,9 +266,10 @@ impl<E: PluginExec + 'static> Cni<E> {
             None
         };
         let res = async {
-            let plan = self
-                .build_async(Op::Del, list, Some(rt), cached, None)
-                .await?;
+            let mut paths = paths.into_iter();
+            let plan = self.build_with(Op::Del, list, Some(rt), cached, None, |_| {
+                Ok(paths.next().expect("one path per plugin"))
+            })?;
             for inv in plan.invocations() {
                 self.run(inv, &inv.stdin(), net).await?;
             }

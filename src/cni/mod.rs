@@ -337,6 +337,15 @@ impl<E: PluginExec + 'static> Cni<E> {
 
     /// Finds every plugin binary of a list, off the reactor, in list order.
     async fn find_all(&self, list: &NetworkConfigList) -> Vec<Result<PathBuf, Error>> {
+        blocking(self.finder(list)).await
+    }
+
+    /// The lookups of every plugin binary of a list, in list order, to run
+    /// off the reactor.
+    fn finder(
+        &self,
+        list: &NetworkConfigList,
+    ) -> impl FnOnce() -> Vec<Result<PathBuf, Error>> + Send + 'static {
         let exec = self.exec.clone();
         let dirs = self.plugin_dirs.clone();
         let types: Vec<String> = list
@@ -344,7 +353,34 @@ impl<E: PluginExec + 'static> Cni<E> {
             .iter()
             .map(|p| p.plugin_type().to_owned())
             .collect();
-        blocking(move || types.iter().map(|t| exec.find(t, &dirs)).collect()).await
+        move || types.iter().map(|t| exec.find(t, &dirs)).collect()
+    }
+
+    /// Finds the list's plugins and opens the attachment's cache slot (see
+    /// [`Slot::open`]) in one hop off the reactor. A plugin not found is the
+    /// error (as the plan reports it), and then the cache is not touched.
+    async fn find_and_open(
+        &self,
+        op: Op,
+        list: &NetworkConfigList,
+        cache: &CacheDir,
+        name: String,
+        read: bool,
+    ) -> Result<(Slot, Vec<PathBuf>), Error> {
+        let all_found = |paths: &Vec<Result<PathBuf, Error>>| paths.iter().all(Result::is_ok);
+        let (slot, paths) = Slot::open_after(cache, name, read, self.finder(list), all_found).await;
+        match slot {
+            Some(slot) => Ok((slot, paths.into_iter().flatten().collect())),
+            None => {
+                let mut paths = paths.into_iter();
+                let e = self
+                    .build_with(op, list, None, None, None, |_| {
+                        paths.next().expect("one lookup per plugin")
+                    })
+                    .expect_err("a plugin was not found");
+                Err(e)
+            }
+        }
     }
 
     /// Runs one invocation; a non-zero exit becomes an error.
