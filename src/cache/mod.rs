@@ -178,7 +178,7 @@ pub(crate) enum Finish {
 /// cached result and removes nothing.
 pub(crate) struct Slot {
     state: SlotState,
-    _local: tokio::sync::OwnedMutexGuard<()>,
+    _local: LocalLock,
 }
 
 #[derive(Default)]
@@ -340,25 +340,46 @@ impl Slot {
     }
 }
 
-type LockTable =
-    std::sync::Mutex<std::collections::HashMap<PathBuf, std::sync::Weak<tokio::sync::Mutex<()>>>>;
+type LockTable = std::sync::Mutex<std::collections::HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>;
 
-async fn local_lock(key: PathBuf) -> tokio::sync::OwnedMutexGuard<()> {
-    static LOCKS: std::sync::LazyLock<LockTable> = std::sync::LazyLock::new(Default::default);
-    let lock = {
-        let mut map = LOCKS.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(l) = map.get(&key).and_then(std::sync::Weak::upgrade) {
-            l
-        } else {
-            if map.len() > 1024 {
-                map.retain(|_, w| w.strong_count() > 0);
-            }
-            let l = Arc::new(tokio::sync::Mutex::new(()));
-            map.insert(key, Arc::downgrade(&l));
-            l
+/// The in-process lock table: one mutex per attachment in use, removed
+/// when its last user is done, so the table holds only the attachments
+/// being worked on (not one entry per attachment ever seen).
+static LOCAL_LOCKS: std::sync::LazyLock<LockTable> = std::sync::LazyLock::new(Default::default);
+
+/// The in-process lock of one attachment (its cache entry's path), held
+/// until dropped.
+pub(crate) struct LocalLock {
+    guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+    key: PathBuf,
+}
+
+async fn local_lock(key: PathBuf) -> LocalLock {
+    let lock = LOCAL_LOCKS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .entry(key.clone())
+        .or_default()
+        .clone();
+    LocalLock {
+        guard: Some(lock.lock_owned().await),
+        key,
+    }
+}
+
+impl Drop for LocalLock {
+    fn drop(&mut self) {
+        let guard = self.guard.take().expect("held until dropped");
+        let mut map = LOCAL_LOCKS.lock().unwrap_or_else(|p| p.into_inner());
+        let lock = tokio::sync::OwnedMutexGuard::mutex(&guard).clone();
+        drop(guard);
+        // Only the table's reference and `lock` are left: nobody else holds
+        // or waits for it (a waiter holds a clone, taken under the table's
+        // lock, which is held here).
+        if Arc::strong_count(&lock) == 2 {
+            map.remove(&self.key);
         }
-    };
-    lock.lock_owned().await
+    }
 }
 
 /// The cached attachments (of `container_id` if given), in file-name order,
@@ -569,6 +590,32 @@ pub(crate) fn base64_decode(s: &str) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn local_locks_are_forgotten_once_released() {
+        let key = |i: usize| PathBuf::from(format!("/nonexistent/local-lock-test/{i}"));
+        let strong = |i: usize| {
+            LOCAL_LOCKS
+                .lock()
+                .unwrap()
+                .get(&key(i))
+                .map(Arc::strong_count)
+        };
+        for i in 0..100 {
+            drop(local_lock(key(i)).await);
+        }
+        assert!((0..100).all(|i| strong(i).is_none()));
+        // Held, with a waiter: kept until the waiter is done too.
+        let held = local_lock(key(0)).await;
+        let waiter = tokio::spawn(async move { drop(local_lock(key(0)).await) });
+        while strong(0) != Some(3) {
+            tokio::task::yield_now().await;
+        }
+        drop(held);
+        assert!(strong(0).is_some());
+        waiter.await.unwrap();
+        assert_eq!(strong(0), None);
+    }
 
     #[test]
     fn base64_round_trips() {
