@@ -158,38 +158,6 @@ impl<'a> RawObject<'a> {
     pub(crate) fn get(&self, key: &str) -> Option<&'a RawValue> {
         self.entries.iter().find(|(k, _)| k == key).map(|(_, v)| *v)
     }
-
-    /// Writes the object compactly with `inject` set: keys named in `inject`
-    /// are removed from their place and written, in the order given, after
-    /// all other keys (so that they win even over a differently-cased key in
-    /// a case-insensitive decoder). Every other value is copied byte for byte,
-    /// less insignificant whitespace.
-    pub(crate) fn write_with(&self, inject: &[(&str, &[u8])], out: &mut Vec<u8>) {
-        out.push(b'{');
-        let mut first = true;
-        for (k, v) in &self.entries {
-            if inject.iter().any(|(ik, _)| *ik == k.as_ref()) {
-                continue;
-            }
-            if !first {
-                out.push(b',');
-            }
-            first = false;
-            write_go_json(k.as_ref(), out);
-            out.push(b':');
-            compact_into(v.get(), out);
-        }
-        for (k, v) in inject {
-            if !first {
-                out.push(b',');
-            }
-            first = false;
-            write_go_json(*k, out);
-            out.push(b':');
-            out.extend_from_slice(v);
-        }
-        out.push(b'}');
-    }
 }
 
 impl<'de: 'a, 'a> Deserialize<'de> for RawObject<'a> {
@@ -320,7 +288,7 @@ mod tests {
         assert_eq!(o.entries.len(), 4);
         assert_eq!(o.get("name").unwrap().get(), r#""y""#);
         let mut out = Vec::new();
-        o.write_with(
+        crate::compact::CompactObject::new(text).write_with(
             &[("cniVersion", b"\"1.0.0\""), ("name", b"\"net\"")],
             &mut out,
         );

@@ -96,6 +96,7 @@ compile_error!(
 mod blocking;
 mod cache;
 mod cni;
+mod compact;
 pub mod config;
 mod environment;
 pub mod error;

@@ -17,10 +17,11 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use crate::compact::CompactObject;
 use crate::config::{NetworkConfigList, PluginConfig};
 pub use crate::environment::Environment;
 use crate::error::Op;
-use crate::json::{RawObject, to_go_json};
+use crate::json::to_go_json;
 
 /// The runtime's side of one attachment: the container, its network
 /// namespace, the interface name, `CNI_ARGS` and capability arguments.
@@ -344,7 +345,7 @@ pub struct Invocation {
     op: Op,
     env: Arc<[(String, String)]>,
     exec_env: Environment,
-    config: std::sync::Arc<str>,
+    config: Arc<CompactObject>,
     inject: Vec<(&'static str, Vec<u8>)>,
     prev: PrevResult,
     prev_bytes: Option<Arc<[u8]>>,
@@ -410,12 +411,9 @@ impl Invocation {
         if let Some(p) = prev_result {
             inject.push(("prevResult", p));
         }
-        let mut out = Vec::with_capacity(self.config.len() + 128);
-        match RawObject::parse(&self.config) {
-            Ok(obj) => obj.write_with(&inject, &mut out),
-            // Configs are validated objects when loaded; this cannot happen.
-            Err(_) => out.extend_from_slice(self.config.as_bytes()),
-        }
+        let extra: usize = inject.iter().map(|(k, v)| k.len() + v.len() + 4).sum();
+        let mut out = Vec::with_capacity(self.config.len() + extra + 2);
+        self.config.write_with(&inject, &mut out);
         out
     }
 }
@@ -603,7 +601,7 @@ pub(crate) fn build(
             op,
             env: env.clone(),
             exec_env: exec_env.clone(),
-            config: plugin.raw_arc(),
+            config: plugin.compact(),
             inject,
             prev,
             prev_bytes,
@@ -645,7 +643,7 @@ pub(crate) fn version_invocation(
         op: Op::Version,
         exec_env: full_env(&[Some(policy)], &env),
         env,
-        config: std::sync::Arc::from("{}"),
+        config: Arc::new(CompactObject::new("{}")),
         inject: vec![(
             "cniVersion",
             to_go_json(crate::version::SpecVersion::LATEST.as_str()),

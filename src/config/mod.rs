@@ -50,6 +50,8 @@ pub struct PluginConfig {
     cni_version: String,
     capabilities: BTreeMap<String, bool>,
     source: Option<PathBuf>,
+    /// `raw` encoded for stdin, on first use.
+    compact: crate::compact::LazyCompact,
 }
 
 impl NetworkConfigList {
@@ -341,6 +343,7 @@ impl PluginConfig {
             cni_version,
             capabilities,
             source: None,
+            compact: Default::default(),
         })
     }
 
@@ -378,8 +381,10 @@ impl PluginConfig {
         &self.raw
     }
 
-    pub(crate) fn raw_arc(&self) -> Arc<str> {
-        self.raw.clone()
+    /// The configuration encoded for plugins' stdin (made once, shared by
+    /// clones).
+    pub(crate) fn compact(&self) -> Arc<crate::compact::CompactObject> {
+        self.compact.get(&self.raw)
     }
 
     /// The type of the IPAM plugin it delegates to (`ipam.type`), if any,
