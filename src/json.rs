@@ -10,6 +10,8 @@ use serde_json::ser::{CharEscape, CompactFormatter, Formatter, PrettyFormatter};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
+pub(crate) mod tree;
+
 /// A serde_json formatter that escapes strings as Go's `encoding/json` does:
 /// `<`, `>`, `&`, U+2028 and U+2029 become `\u003c`, `\u003e`, `\u0026`,
 /// `\u2028`, `\u2029`.
