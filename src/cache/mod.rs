@@ -14,12 +14,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::error::{CacheProblem, Error, ErrorKind};
-use crate::json::to_go_json;
 use crate::json::tree::{self, Json, Object, get_ci};
+use crate::json::{write_go_json, write_go_str};
 pub(crate) use crate::name::entry_name;
 use crate::plan::RuntimeConfig;
 use crate::result::CniResult;
@@ -96,25 +95,6 @@ pub(crate) struct Entry {
     pub(crate) capability_args: Option<Map<String, Value>>,
 }
 
-#[derive(Serialize)]
-struct EntryOut<'a> {
-    kind: &'static str,
-    #[serde(rename = "containerId")]
-    container_id: &'a str,
-    config: String,
-    #[serde(rename = "ifName")]
-    ifname: &'a str,
-    #[serde(rename = "networkName")]
-    network: &'a str,
-    #[serde(skip_serializing_if = "str::is_empty")]
-    netns: &'a str,
-    #[serde(rename = "cniArgs", skip_serializing_if = "<[_]>::is_empty")]
-    cni_args: Vec<[&'a str; 2]>,
-    #[serde(rename = "capabilityArgs", skip_serializing_if = "Map::is_empty")]
-    capability_args: &'a Map<String, Value>,
-    // `result` comes last, spliced in as bytes (see `encode`).
-}
-
 /// Runs blocking file-system work off the async reactor.
 pub(crate) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
     match tokio::task::spawn_blocking(f).await {
@@ -123,34 +103,51 @@ pub(crate) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + '
     }
 }
 
-/// Encodes a cache entry: libcni's `cniCacheV1` bytes.
+/// Encodes a cache entry: libcni's `cniCacheV1` bytes (those of
+/// `to_go_json` of the entry with its fields in this order; the result is
+/// written sorted, as libcni 1.3 writes it, as the last field).
 pub(crate) fn encode(
     network: &str,
     rt: &RuntimeConfig,
     config: &[u8],
     result: &CniResult,
 ) -> Vec<u8> {
-    let entry = EntryOut {
-        kind: KIND,
-        container_id: rt.container_id(),
-        config: base64_encode(config),
-        ifname: rt.ifname(),
-        network,
-        netns: rt.netns(),
-        cni_args: rt
-            .args()
-            .iter()
-            .map(|(k, v)| [k.as_str(), v.as_str()])
-            .collect(),
-        capability_args: rt.capability_args(),
-    };
-    // The result is serialised once, sorted as libcni 1.3 writes it, and
-    // spliced in as the last field instead of being parsed back.
-    let mut out = to_go_json(&entry);
-    debug_assert_eq!(out.last(), Some(&b'}'));
-    out.pop();
+    let mut out = Vec::with_capacity(256 + config.len() * 4 / 3);
+    out.extend_from_slice(b"{\"kind\":\"");
+    out.extend_from_slice(KIND.as_bytes());
+    out.extend_from_slice(b"\",\"containerId\":");
+    write_go_str(rt.container_id(), &mut out);
+    // The base64 alphabet and padding need no escaping.
+    out.extend_from_slice(b",\"config\":\"");
+    out.extend_from_slice(base64_encode(config).as_bytes());
+    out.extend_from_slice(b"\",\"ifName\":");
+    write_go_str(rt.ifname(), &mut out);
+    out.extend_from_slice(b",\"networkName\":");
+    write_go_str(network, &mut out);
+    if !rt.netns().is_empty() {
+        out.extend_from_slice(b",\"netns\":");
+        write_go_str(rt.netns(), &mut out);
+    }
+    if !rt.args().is_empty() {
+        out.extend_from_slice(b",\"cniArgs\":[");
+        for (i, (k, v)) in rt.args().iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.push(b'[');
+            write_go_str(k, &mut out);
+            out.push(b',');
+            write_go_str(v, &mut out);
+            out.push(b']');
+        }
+        out.push(b']');
+    }
+    if !rt.capability_args().is_empty() {
+        out.extend_from_slice(b",\"capabilityArgs\":");
+        write_go_json(rt.capability_args(), &mut out);
+    }
     out.extend_from_slice(b",\"result\":");
-    out.extend_from_slice(&result.to_json_sorted());
+    result.write_sorted(&mut out);
     out.push(b'}');
     out
 }
@@ -632,6 +629,8 @@ mod tests {
     /// The entry decoding as it was before the borrowed tree, over a
     /// `serde_json::Value`: the oracle `decode` and `cached_result` are
     /// checked against.
+    use crate::result::oracle::Legacy;
+
     mod oracle {
         use serde_json::{Map, Value};
 
@@ -747,6 +746,86 @@ mod tests {
                 return Err(CacheProblem::WrongKind { kind });
             }
             Ok(e)
+        }
+    }
+
+    /// The entry as `encode` wrote it through serde: the oracle of its
+    /// bytes.
+    #[derive(serde::Serialize)]
+    struct EntryOut<'a> {
+        kind: &'static str,
+        #[serde(rename = "containerId")]
+        container_id: &'a str,
+        config: String,
+        #[serde(rename = "ifName")]
+        ifname: &'a str,
+        #[serde(rename = "networkName")]
+        network: &'a str,
+        #[serde(skip_serializing_if = "str::is_empty")]
+        netns: &'a str,
+        #[serde(rename = "cniArgs", skip_serializing_if = "<[_]>::is_empty")]
+        cni_args: Vec<[&'a str; 2]>,
+        #[serde(rename = "capabilityArgs", skip_serializing_if = "Map::is_empty")]
+        capability_args: &'a Map<String, Value>,
+        // `result` comes last, spliced in as bytes (see `encode`).
+    }
+
+    fn encode_oracle(
+        network: &str,
+        rt: &RuntimeConfig,
+        config: &[u8],
+        result: &CniResult,
+    ) -> Vec<u8> {
+        let entry = EntryOut {
+            kind: KIND,
+            container_id: rt.container_id(),
+            config: base64_encode(config),
+            ifname: rt.ifname(),
+            network,
+            netns: rt.netns(),
+            cni_args: rt
+                .args()
+                .iter()
+                .map(|(k, v)| [k.as_str(), v.as_str()])
+                .collect(),
+            capability_args: rt.capability_args(),
+        };
+        let mut out = crate::json::to_go_json(&entry);
+        out.pop();
+        out.extend_from_slice(b",\"result\":");
+        out.extend_from_slice(&Legacy::to_json_sorted(result));
+        out.push(b'}');
+        out
+    }
+
+    #[test]
+    fn encode_matches_the_serde_oracle() {
+        let results = [
+            RESULT,
+            r#"{"cniVersion":"1.1.0","dns":{"nameservers":["1.1.1.1"]},"routes":[{"dst":"::/0","table":0}]}"#,
+            r#"{"cniVersion":"0.4.0","ips":[{"version":"4","address":"10.0.0.2/24","gateway":"10.0.0.1"}]}"#,
+            r#"{"cniVersion":"0.2.0","ip4":{"ip":"10.0.0.2/24"}}"#,
+        ];
+        let rts = [
+            RuntimeConfig::new("c1", "/var/run/netns/x", "eth0"),
+            RuntimeConfig::new("c<&>\"1\u{2028}", "", "eth\n0")
+                .with_args(vec![
+                    ("K".to_owned(), "V".to_owned()),
+                    ("\u{1}".to_owned(), "<".to_owned()),
+                ])
+                .capability_arg("portMappings", serde_json::json!([{"hostPort": 80}]))
+                .capability_arg("a<b", serde_json::json!({"z": 1, "a": [null, 1.5]})),
+        ];
+        for r in results {
+            let r = CniResult::from_json(r.as_bytes()).unwrap();
+            for rt in &rts {
+                for (net, config) in [("net", &b"{}"[..]), ("n\u{2029}", b"\xff\x00\x01abc")] {
+                    assert_eq!(
+                        String::from_utf8(encode(net, rt, config, &r)).unwrap(),
+                        String::from_utf8(encode_oracle(net, rt, config, &r)).unwrap()
+                    );
+                }
+            }
         }
     }
 
@@ -919,6 +998,20 @@ Yg==""#
             members in prop::collection::vec(member(), 0..8),
         ) {
             check_against_oracle(format!("{{{}}}", members.join(",")).as_bytes());
+        }
+
+        #[test]
+        fn encode_matches_the_serde_oracle_on_any_strings(
+            id in ".{0,8}",
+            netns in "(/[a-z<]{1,4}){0,2}",
+            ifname in ".{0,4}",
+            net in ".{0,6}",
+            args in prop::collection::vec((".{0,3}", ".{0,3}"), 0..3),
+            config in prop::collection::vec(any::<u8>(), 0..20),
+        ) {
+            let rt = RuntimeConfig::new(id, netns, ifname).with_args(args);
+            let r = CniResult::from_json(RESULT.as_bytes()).unwrap();
+            prop_assert_eq!(encode(&net, &rt, &config, &r), encode_oracle(&net, &rt, &config, &r));
         }
 
         #[test]

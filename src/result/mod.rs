@@ -8,19 +8,19 @@
 //! reproduces libcni 1.3's bytes, so what a plugin receives as `prevResult`
 //! and what lands in the cache are what libcni would have written.
 
-mod sorted;
 mod types;
+mod write;
 
 use std::net::IpAddr;
 
-use self::sorted::SortedResult100;
 pub use self::types::{
     CidrParseError, Dns, Interface, IpConfig, IpConfig020, IpConfig040, IpNet, Result020,
     Result040, Result100, Route,
 };
+use self::write::{Order, write_result020, write_result040, write_result100};
 use crate::error::{Error, ErrorKind};
 use crate::json::tree::{Json, Object, get_ci};
-use crate::json::{self, to_go_json, to_go_json_pretty, to_go_json_sorted};
+use crate::json::{self, to_go_json_pretty};
 pub use crate::plugin_error::{ErrorCode, PluginError};
 use crate::version::SpecVersion;
 
@@ -205,11 +205,13 @@ impl CniResult {
     /// `prevResult`. 0.x results keep Go's struct field order (with
     /// `"dns":{}`); 1.x results have sorted keys and omit an empty `dns`.
     pub fn to_json(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(256);
         match self {
-            CniResult::V020(r) => to_go_json(r),
-            CniResult::V040(r) => to_go_json(r),
-            CniResult::V100(r) => to_go_json(&SortedResult100::new(r)),
+            CniResult::V020(r) => write_result020(r, Order::Struct, &mut out),
+            CniResult::V040(r) => write_result040(r, Order::Struct, &mut out),
+            CniResult::V100(r) => write_result100(r, Order::Sorted, &mut out),
         }
+        out
     }
 
     /// The result indented by four spaces, as `cnitool add` prints it.
@@ -225,10 +227,17 @@ impl CniResult {
 
     /// The result with keys sorted at every level: its form in the cache.
     pub fn to_json_sorted(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(256);
+        self.write_sorted(&mut out);
+        out
+    }
+
+    /// [`to_json_sorted`](CniResult::to_json_sorted), appended to `out`.
+    pub(crate) fn write_sorted(&self, out: &mut Vec<u8>) {
         match self {
-            CniResult::V020(r) => to_go_json_sorted(r),
-            CniResult::V040(r) => to_go_json_sorted(r),
-            CniResult::V100(r) => to_go_json(&SortedResult100::new(r)),
+            CniResult::V020(r) => write_result020(r, Order::Sorted, out),
+            CniResult::V040(r) => write_result040(r, Order::Sorted, out),
+            CniResult::V100(r) => write_result100(r, Order::Sorted, out),
         }
     }
 }

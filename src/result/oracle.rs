@@ -12,6 +12,26 @@ use crate::version::json_type;
 pub(crate) struct Legacy;
 
 impl Legacy {
+    /// `CniResult::to_json` through serde: 0.x results in struct order, 1.x
+    /// results sorted through a `Value` (the same bytes the sorted serde
+    /// views gave).
+    pub(crate) fn to_json(r: &CniResult) -> Vec<u8> {
+        match r {
+            CniResult::V020(r) => crate::json::to_go_json(r),
+            CniResult::V040(r) => crate::json::to_go_json(r),
+            CniResult::V100(r) => crate::json::to_go_json_sorted(r),
+        }
+    }
+
+    /// `CniResult::to_json_sorted` through serde and a `Value`.
+    pub(crate) fn to_json_sorted(r: &CniResult) -> Vec<u8> {
+        match r {
+            CniResult::V020(r) => crate::json::to_go_json_sorted(r),
+            CniResult::V040(r) => crate::json::to_go_json_sorted(r),
+            CniResult::V100(r) => crate::json::to_go_json_sorted(r),
+        }
+    }
+
     /// Parses a result whose version is its own `cniVersion` (`""` or absent
     /// means `0.1.0`), like libcni's `create.CreateFromBytes`.
     ///

@@ -781,22 +781,51 @@ mod props {
         }
 
         #[test]
-        fn sorted_views_match_the_value_round_trip(
+        fn writer_matches_serde(
             r in result040(),
-            up in prop::sample::select(vec!["1.0.0", "1.1.0"]),
-            extra in prop::collection::vec((prop::option::of(1i64..9000), "[a-z/]{0,6}", "[0-9a-f:.]{0,6}"), 0..3),
+            r20 in result020(),
+            extra in prop::collection::vec(
+                (prop::option::of(any::<i64>()), ".{0,6}", ".{0,6}", ".{0,4}"),
+                0..3,
+            ),
+            search in prop::collection::vec(".{0,5}", 0..3),
+            domain in ".{0,5}",
+            gw6 in prop::option::of(v6net()),
+            ints in prop::collection::vec(prop::option::of(any::<i64>()), 5),
         ) {
-            let CniResult::V100(mut r) = CniResult::V040(r).convert(up).unwrap() else {
-                unreachable!("1.x converts to 1.x")
-            };
-            for (i, (mtu, socket, pci)) in r.interfaces.iter_mut().zip(extra) {
+            let mut r = r;
+            // Strings to escape, 1.x interface fields (on a 0.4.0 result
+            // too: the fields are public), any integers, IPv6 gateways.
+            for (i, (mtu, socket, pci, name)) in r.interfaces.iter_mut().zip(extra) {
                 i.mtu = mtu;
                 i.socket_path = socket;
                 i.pci_id = pci;
+                i.name = name;
             }
-            let fast = to_go_json(&super::super::sorted::SortedResult100::new(&r));
-            prop_assert_eq!(&fast, &crate::json::to_go_json_sorted(&r));
-            prop_assert_eq!(CniResult::V100(r).to_json(), fast);
+            r.dns.search = search;
+            r.dns.domain = domain;
+            if let Some(ip) = r.ips.first_mut() {
+                ip.gateway = gw6.map(|g| g.addr());
+                ip.interface = ints[0];
+            }
+            if let Some(rt) = r.routes.first_mut() {
+                rt.mtu = ints[1];
+                rt.advmss = ints[2];
+                rt.table = ints[3];
+                rt.scope = ints[4];
+            }
+            let r040 = CniResult::V040(r);
+            let mut all = vec![CniResult::V020(r20), r040.clone()];
+            for up in ["1.0.0", "1.1.0"] {
+                all.push(r040.convert(up).unwrap());
+            }
+            for c in &all {
+                prop_assert_eq!(s(c.to_json()), s(super::super::oracle::Legacy::to_json(c)));
+                prop_assert_eq!(
+                    s(c.to_json_sorted()),
+                    s(super::super::oracle::Legacy::to_json_sorted(c))
+                );
+            }
         }
 
         #[test]
