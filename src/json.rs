@@ -275,10 +275,13 @@ impl<'de: 'a, 'a> Deserialize<'de> for RawObject<'a> {
                 f.write_str("a JSON object")
             }
             fn visit_map<M: MapAccess<'de>>(self, mut m: M) -> Result<RawObject<'a>, M::Error> {
-                let mut entries: Vec<(Cow<'a, str>, &'a RawValue)> = Vec::new();
+                let mut entries: Vec<(Cow<'a, str>, &'a RawValue)> = Vec::with_capacity(8);
                 while let Some(k) = m.next_key::<CowStr<'a>>()? {
                     let v: &'a RawValue = m.next_value()?;
-                    entries.retain(|(ek, _)| *ek != k.0);
+                    // Keys are unique so far: at most one earlier entry goes.
+                    if let Some(i) = entries.iter().position(|(ek, _)| *ek == k.0) {
+                        entries.remove(i);
+                    }
                     entries.push((k.0, v));
                 }
                 Ok(RawObject { entries })
