@@ -38,7 +38,13 @@ pub(crate) enum Json<'a> {
 impl<'a> Json<'a> {
     /// Parses `bytes` (one JSON value, whitespace around it allowed).
     pub(crate) fn parse(bytes: &'a [u8]) -> Result<Json<'a>, serde_json::Error> {
-        serde_json::from_slice(bytes)
+        // UTF-8 (the usual case) is checked once for the whole input, so
+        // that serde_json skips its check of each string; otherwise the
+        // byte parser reports the error where it is, as for a `Value`.
+        match std::str::from_utf8(bytes) {
+            Ok(text) => serde_json::from_str(text),
+            Err(_) => serde_json::from_slice(bytes),
+        }
     }
 
     /// The value's type, for error messages (as `version::json_type`).
@@ -284,7 +290,18 @@ mod tests {
             assert_eq!(ours.to_string(), theirs.to_string(), "{bad:?}");
             assert_eq!(ours.classify(), theirs.classify(), "{bad:?}");
         }
-        assert!(Json::parse(b"\xff").is_err());
+        // Invalid UTF-8, in a string or elsewhere: the byte parser's error.
+        for bad in [
+            &b"\xff"[..],
+            b"{\"a\":\"\xff\"}",
+            b"{\"a\xc3\":1}",
+            b"[\"ok\", \xe2\x80]",
+            b"\"\xed\xa0\x80\"",
+        ] {
+            let ours = Json::parse(bad).unwrap_err();
+            let theirs = serde_json::from_slice::<Value>(bad).unwrap_err();
+            assert_eq!(ours.to_string(), theirs.to_string(), "{bad:?}");
+        }
     }
 
     fn json_text() -> impl Strategy<Value = String> {
