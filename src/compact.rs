@@ -3,7 +3,7 @@
 use std::ops::Range;
 use std::sync::{Arc, OnceLock};
 
-use crate::json::{RawObject, compact_into, write_go_json};
+use crate::json::{RawObject, compact_into, write_go_str};
 
 /// A JSON object as its stdin needs it: each entry already written as
 /// compact `"key":value` bytes, so that building a plugin's stdin is a copy
@@ -32,7 +32,7 @@ impl CompactObject {
         let mut entries = Vec::with_capacity(obj.entries.len());
         for (k, v) in &obj.entries {
             let start = buf.len();
-            write_go_json(k.as_ref(), &mut buf);
+            write_go_str(k, &mut buf);
             buf.push(b':');
             compact_into(v.get(), &mut buf);
             entries.push((Box::from(k.as_ref()), start..buf.len()));
@@ -75,7 +75,7 @@ impl CompactObject {
                 out.push(b',');
             }
             first = false;
-            write_go_json(*k, out);
+            write_go_str(k, out);
             out.push(b':');
             out.extend_from_slice(v);
         }
@@ -113,7 +113,7 @@ mod tests {
                 out.push(b',');
             }
             first = false;
-            write_go_json(k.as_ref(), out);
+            write_go_str(k, out);
             out.push(b':');
             compact_into(v.get(), out);
         }
@@ -122,7 +122,7 @@ mod tests {
                 out.push(b',');
             }
             first = false;
-            write_go_json(*k, out);
+            write_go_str(k, out);
             out.push(b':');
             out.extend_from_slice(v);
         }

@@ -10,6 +10,8 @@ use serde_json::ser::{CharEscape, CompactFormatter, Formatter, PrettyFormatter};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
+pub(crate) mod tree;
+
 /// A serde_json formatter that escapes strings as Go's `encoding/json` does:
 /// `<`, `>`, `&`, U+2028 and U+2029 become `\u003c`, `\u003e`, `\u0026`,
 /// `\u2028`, `\u2029`.
@@ -39,6 +41,77 @@ fn write_go_fragment<W: ?Sized + io::Write>(w: &mut W, fragment: &str) -> io::Re
         start = i + c.len_utf8();
     }
     w.write_all(&bytes[start..])
+}
+
+/// Bytes [`write_go_str`] looks at: ASCII controls, `"`, `\\`, `<`, `>`,
+/// `&`, and 0xE2 (the first byte of U+2028 and U+2029).
+const SPECIAL: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 0x20 {
+        t[i] = true;
+        i += 1;
+    }
+    t[b'"' as usize] = true;
+    t[b'\\' as usize] = true;
+    t[b'<' as usize] = true;
+    t[b'>' as usize] = true;
+    t[b'&' as usize] = true;
+    t[0xE2] = true;
+    t
+};
+
+/// Appends `s` as a JSON string, escaped byte for byte as [`to_go_json`]
+/// escapes it (serde_json's escapes, lowercase `\u00xx` for other controls,
+/// plus Go's `<`, `>`, `&`, U+2028 and U+2029), without going through
+/// serde.
+pub(crate) fn write_go_str(s: &str, out: &mut Vec<u8>) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let bytes = s.as_bytes();
+    out.reserve(bytes.len() + 2);
+    out.push(b'"');
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        if !SPECIAL[b as usize] {
+            continue;
+        }
+        let esc: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'<' => b"\\u003c",
+            b'>' => b"\\u003e",
+            b'&' => b"\\u0026",
+            0x08 => b"\\b",
+            b'\t' => b"\\t",
+            b'\n' => b"\\n",
+            0x0C => b"\\f",
+            b'\r' => b"\\r",
+            0xE2 => match bytes.get(i + 1..i + 3) {
+                Some([0x80, 0xA8]) => b"\\u2028",
+                Some([0x80, 0xA9]) => b"\\u2029",
+                _ => continue,
+            },
+            _ => {
+                out.extend_from_slice(&bytes[start..i]);
+                out.extend_from_slice(&[
+                    b'\\',
+                    b'u',
+                    b'0',
+                    b'0',
+                    HEX[usize::from(b >> 4)],
+                    HEX[usize::from(b & 0xF)],
+                ]);
+                start = i + 1;
+                continue;
+            }
+        };
+        out.extend_from_slice(&bytes[start..i]);
+        out.extend_from_slice(esc);
+        // U+2028 and U+2029 are three bytes; their last two are not special.
+        start = i + if b == 0xE2 { 3 } else { 1 };
+    }
+    out.extend_from_slice(&bytes[start..]);
+    out.push(b'"');
 }
 
 macro_rules! delegate {
@@ -108,7 +181,8 @@ pub(crate) fn to_go_json_pretty<T: ?Sized + Serialize>(value: &T) -> Vec<u8> {
 }
 
 /// Compact JSON with object keys sorted at every level, like Go's marshalling
-/// of a `map[string]interface{}`.
+/// of a `map[string]interface{}` (the oracle of the results' writer).
+#[cfg(test)]
 pub(crate) fn to_go_json_sorted<T: ?Sized + Serialize>(value: &T) -> Vec<u8> {
     // `serde_json::Map` is a BTreeMap (byte-order keys) without `preserve_order`.
     let v = serde_json::to_value(value).expect("our types always convert to a JSON value");
@@ -169,10 +243,13 @@ impl<'de: 'a, 'a> Deserialize<'de> for RawObject<'a> {
                 f.write_str("a JSON object")
             }
             fn visit_map<M: MapAccess<'de>>(self, mut m: M) -> Result<RawObject<'a>, M::Error> {
-                let mut entries: Vec<(Cow<'a, str>, &'a RawValue)> = Vec::new();
+                let mut entries: Vec<(Cow<'a, str>, &'a RawValue)> = Vec::with_capacity(8);
                 while let Some(k) = m.next_key::<CowStr<'a>>()? {
                     let v: &'a RawValue = m.next_value()?;
-                    entries.retain(|(ek, _)| *ek != k.0);
+                    // Keys are unique so far: at most one earlier entry goes.
+                    if let Some(i) = entries.iter().position(|(ek, _)| *ek == k.0) {
+                        entries.remove(i);
+                    }
                     entries.push((k.0, v));
                 }
                 Ok(RawObject { entries })
@@ -257,6 +334,35 @@ mod tests {
             String::from_utf8(to_go_json(&v)).unwrap(),
             r#"{"a":"\u003cb\u003e\u0026\u2028\u2029é\n\u0001"}"#
         );
+    }
+
+    #[test]
+    fn go_strings_match_the_serde_path() {
+        for s in [
+            "",
+            "plain",
+            "<b>&\u{2028}\u{2029}é\n\u{1}",
+            "\"\\/\u{8}\u{c}\r\t\u{1f}\u{7f}",
+            "\u{2027}\u{202a}\u{e2}€",
+            "ends with \u{2028}",
+        ] {
+            let mut out = Vec::new();
+            write_go_str(s, &mut out);
+            assert_eq!(out, to_go_json(s), "{s:?}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn go_strings_match_the_serde_path_on_any_string(s in ".*", t in "[\\x00-\\x7f\u{2026}-\u{202a}<>&é]{0,40}") {
+            for s in [s, t] {
+                let mut out = b"x".to_vec();
+                write_go_str(&s, &mut out);
+                let mut want = b"x".to_vec();
+                want.extend(to_go_json(&s));
+                proptest::prop_assert_eq!(out, want);
+            }
+        }
     }
 
     #[test]

@@ -8,22 +8,21 @@
 //! reproduces libcni 1.3's bytes, so what a plugin receives as `prevResult`
 //! and what lands in the cache are what libcni would have written.
 
-mod sorted;
 mod types;
+mod write;
 
 use std::net::IpAddr;
 
-use serde_json::{Map, Value};
-
-use self::sorted::SortedResult100;
 pub use self::types::{
     CidrParseError, Dns, Interface, IpConfig, IpConfig020, IpConfig040, IpNet, Result020,
     Result040, Result100, Route,
 };
+use self::write::{Order, write_result020, write_result040, write_result100};
 use crate::error::{Error, ErrorKind};
-use crate::json::{get_ci, to_go_json, to_go_json_pretty, to_go_json_sorted};
+use crate::json::tree::{Json, Object, get_ci};
+use crate::json::{self, to_go_json_pretty};
 pub use crate::plugin_error::{ErrorCode, PluginError};
-use crate::version::{SpecVersion, json_type};
+use crate::version::SpecVersion;
 
 /// A plugin result in one of the spec's shapes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,19 +45,23 @@ impl CniResult {
     /// [`ErrorKind::InvalidResult`] for malformed JSON or fields,
     /// [`ErrorKind::UnsupportedResultVersion`] for an unknown version.
     pub fn from_json(bytes: &[u8]) -> Result<CniResult, Error> {
-        CniResult::from_value(&parse_value(bytes)?)
+        CniResult::from_tree(&parse_tree(bytes)?)
     }
 
     /// [`from_json`](CniResult::from_json) of a value already parsed.
-    pub(crate) fn from_value(value: &Value) -> Result<CniResult, Error> {
-        let obj = as_object(value)?;
+    pub(crate) fn from_tree(value: &Json<'_>) -> Result<CniResult, Error> {
+        CniResult::from_object(as_object(value)?)
+    }
+
+    /// [`from_json`](CniResult::from_json) of an object already parsed.
+    pub(crate) fn from_object(obj: &Object<'_>) -> Result<CniResult, Error> {
         let version = match get_ci(obj, "cniVersion") {
-            Some(Value::String(s)) => s.as_str(),
-            None | Some(Value::Null) => "",
+            Some(Json::String(s)) => s.as_ref(),
+            None | Some(Json::Null) => "",
             Some(other) => {
                 return Err(invalid(format!(
                     "`cniVersion` must be a string, found {}",
-                    json_type(other)
+                    other.type_name()
                 )));
             }
         };
@@ -78,56 +81,41 @@ impl CniResult {
         if stdout.iter().all(u8::is_ascii_whitespace) {
             return Err(Error::new(ErrorKind::EmptyResult));
         }
-        let mut value = parse_value(stdout)?;
-        if value.is_null() {
-            value = Value::Object(Map::new());
-        }
-        let Value::Object(obj) = &mut value else {
-            return Err(invalid(format!(
-                "expected a JSON object, found {}",
-                json_type(&value)
-            )));
-        };
-        let version = match obj.get("cniVersion") {
-            Some(Value::String(s)) if !s.is_empty() => s.clone(),
-            _ => {
-                let v = if config_version.is_empty() {
-                    "0.1.0"
-                } else {
-                    config_version
-                };
-                obj.insert("cniVersion".to_owned(), Value::String(v.to_owned()));
-                v.to_owned()
+        let value = parse_tree(stdout)?;
+        let obj: &Object<'_> = match &value {
+            Json::Object(m) => m,
+            Json::Null => &[],
+            other => {
+                return Err(invalid(format!(
+                    "expected a JSON object, found {}",
+                    other.type_name()
+                )));
             }
         };
-        CniResult::create(&version, obj)
+        // libcni sets `cniVersion` (the exact key) to the version used, so
+        // the JSON's own version is always that one.
+        let version = match json::tree::get(obj, "cniVersion") {
+            Some(Json::String(s)) if !s.is_empty() => s.as_ref(),
+            _ if config_version.is_empty() => "0.1.0",
+            _ => config_version,
+        };
+        CniResult::create(version, obj)
     }
 
-    /// libcni's `convert.Create(version, bytes)`: picks the shape by `version`
-    /// and requires the JSON's own `cniVersion` to name that shape.
-    fn create(version: &str, obj: &Map<String, Value>) -> Result<CniResult, Error> {
-        let unsupported = || {
-            Error::new(ErrorKind::UnsupportedResultVersion {
+    /// libcni's `convert.Create(version, bytes)`: picks the shape by
+    /// `version`, which is also the JSON's own `cniVersion` here (libcni
+    /// then requires that to name the same shape, which it always does).
+    fn create(version: &str, obj: &Object<'_>) -> Result<CniResult, Error> {
+        let Some(spec) = SpecVersion::from_result_str(version) else {
+            return Err(Error::new(ErrorKind::UnsupportedResultVersion {
                 version: version.to_owned(),
-            })
+            }));
         };
-        let family = SpecVersion::from_result_str(version).ok_or_else(unsupported)?;
-        let d = Decoder {
-            path: String::new(),
-        };
-        let json_version = d.opt_str(obj, "cniVersion")?.unwrap_or_default();
-        let json_spec = SpecVersion::from_result_str(&json_version);
-        let same_family = json_spec.is_some_and(|j| shape(j) == shape(family));
-        let Some(json_spec) = json_spec.filter(|_| same_family) else {
-            return Err(invalid(format!(
-                "result type supports {} but its cniVersion is {json_version:?}",
-                shape_versions(family)
-            )));
-        };
-        match shape(family) {
-            Shape::V020 => d.result020(obj, json_spec).map(CniResult::V020),
-            Shape::V040 => d.result040(obj, json_spec).map(CniResult::V040),
-            Shape::V100 => d.result100(obj, json_spec).map(CniResult::V100),
+        let d = Decoder { path: Path::Root };
+        match shape(spec) {
+            Shape::V020 => d.result020(obj, spec).map(CniResult::V020),
+            Shape::V040 => d.result040(obj, spec).map(CniResult::V040),
+            Shape::V100 => d.result100(obj, spec).map(CniResult::V100),
         }
     }
 
@@ -217,11 +205,13 @@ impl CniResult {
     /// `prevResult`. 0.x results keep Go's struct field order (with
     /// `"dns":{}`); 1.x results have sorted keys and omit an empty `dns`.
     pub fn to_json(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(256);
         match self {
-            CniResult::V020(r) => to_go_json(r),
-            CniResult::V040(r) => to_go_json(r),
-            CniResult::V100(r) => to_go_json(&SortedResult100::new(r)),
+            CniResult::V020(r) => write_result020(r, Order::Struct, &mut out),
+            CniResult::V040(r) => write_result040(r, Order::Struct, &mut out),
+            CniResult::V100(r) => write_result100(r, Order::Sorted, &mut out),
         }
+        out
     }
 
     /// The result indented by four spaces, as `cnitool add` prints it.
@@ -237,10 +227,17 @@ impl CniResult {
 
     /// The result with keys sorted at every level: its form in the cache.
     pub fn to_json_sorted(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(256);
+        self.write_sorted(&mut out);
+        out
+    }
+
+    /// [`to_json_sorted`](CniResult::to_json_sorted), appended to `out`.
+    pub(crate) fn write_sorted(&self, out: &mut Vec<u8>) {
         match self {
-            CniResult::V020(r) => to_go_json_sorted(r),
-            CniResult::V040(r) => to_go_json_sorted(r),
-            CniResult::V100(r) => to_go_json(&SortedResult100::new(r)),
+            CniResult::V020(r) => write_result020(r, Order::Sorted, out),
+            CniResult::V040(r) => write_result040(r, Order::Sorted, out),
+            CniResult::V100(r) => write_result100(r, Order::Sorted, out),
         }
     }
 }
@@ -260,20 +257,12 @@ fn shape(v: SpecVersion) -> Shape {
     }
 }
 
-fn shape_versions(v: SpecVersion) -> &'static str {
-    match shape(v) {
-        Shape::V020 => "[\"\" 0.1.0 0.2.0]",
-        Shape::V040 => "[0.3.0 0.3.1 0.4.0]",
-        Shape::V100 => "[1.0.0 1.1.0]",
-    }
-}
-
 fn invalid(reason: String) -> Error {
     Error::new(ErrorKind::InvalidResult { reason })
 }
 
-fn parse_value(bytes: &[u8]) -> Result<Value, Error> {
-    serde_json::from_slice(bytes).map_err(|e| {
+fn parse_tree(bytes: &[u8]) -> Result<Json<'_>, Error> {
+    Json::parse(bytes).map_err(|e| {
         Error::with_source(
             ErrorKind::InvalidResult {
                 reason: format!("not JSON (line {}, column {})", e.line(), e.column()),
@@ -283,65 +272,90 @@ fn parse_value(bytes: &[u8]) -> Result<Value, Error> {
     })
 }
 
-fn as_object(v: &Value) -> Result<&Map<String, Value>, Error> {
-    static EMPTY: std::sync::LazyLock<Map<String, Value>> = std::sync::LazyLock::new(Map::new);
+fn as_object<'t, 'a>(v: &'t Json<'a>) -> Result<&'t Object<'a>, Error> {
     match v {
-        Value::Object(m) => Ok(m),
-        Value::Null => Ok(&EMPTY),
+        Json::Object(m) => Ok(m),
+        Json::Null => Ok(&[]),
         other => Err(invalid(format!(
             "expected a JSON object, found {}",
-            json_type(other)
+            other.type_name()
         ))),
+    }
+}
+
+/// Where a [`Decoder`] is in the document, written out only for an error
+/// message: `ips[0].address`.
+#[derive(Clone, Copy)]
+enum Path<'p> {
+    Root,
+    /// A field of the parent.
+    Field(&'p Path<'p>, &'p str),
+    /// An element of the parent's array field.
+    Index(&'p Path<'p>, &'p str, usize),
+}
+
+impl Path<'_> {
+    fn write(&self, out: &mut String) {
+        let (parent, field) = match *self {
+            Path::Root => return,
+            Path::Field(p, f) | Path::Index(p, f, _) => (p, f),
+        };
+        parent.write(out);
+        if !out.is_empty() {
+            out.push('.');
+        }
+        out.push_str(field);
+        if let Path::Index(_, _, i) = *self {
+            out.push_str(&format!("[{i}]"));
+        }
     }
 }
 
 /// Decodes JSON values into the typed result with Go's `encoding/json`
 /// semantics: `null` is "absent", keys match case-insensitively, unknown
 /// keys are ignored, numbers for `int` fields must be integers.
-struct Decoder {
-    path: String,
+struct Decoder<'p> {
+    path: Path<'p>,
 }
 
-impl Decoder {
+impl<'p> Decoder<'p> {
     fn at(&self, field: &str) -> String {
-        if self.path.is_empty() {
-            field.to_owned()
-        } else {
-            format!("{}.{field}", self.path)
-        }
+        let mut s = String::new();
+        Path::Field(&self.path, field).write(&mut s);
+        s
     }
 
-    fn child(&self, field: &str) -> Decoder {
+    fn child<'c>(&'c self, field: &'c str) -> Decoder<'c> {
         Decoder {
-            path: self.at(field),
+            path: Path::Field(&self.path, field),
         }
     }
 
-    fn type_err(&self, field: &str, expected: &str, found: &Value) -> Error {
+    fn type_err(&self, field: &str, expected: &str, found: &Json<'_>) -> Error {
         invalid(format!(
             "`{}` must be {expected}, found {}",
             self.at(field),
-            json_type(found)
+            found.type_name()
         ))
     }
 
-    fn opt_str(&self, obj: &Map<String, Value>, field: &str) -> Result<Option<String>, Error> {
+    fn opt_str<'t>(&self, obj: &'t Object<'_>, field: &str) -> Result<Option<&'t str>, Error> {
         match get_ci(obj, field) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s.clone())),
+            None | Some(Json::Null) => Ok(None),
+            Some(Json::String(s)) => Ok(Some(s)),
             Some(other) => Err(self.type_err(field, "a string", other)),
         }
     }
 
-    fn string(&self, obj: &Map<String, Value>, field: &str) -> Result<String, Error> {
-        Ok(self.opt_str(obj, field)?.unwrap_or_default())
+    fn string(&self, obj: &Object<'_>, field: &str) -> Result<String, Error> {
+        Ok(self.opt_str(obj, field)?.unwrap_or_default().to_owned())
     }
 
     /// An `int` field; `Some(0)` is kept (for `*int` fields such as `table`).
-    fn opt_int(&self, obj: &Map<String, Value>, field: &str) -> Result<Option<i64>, Error> {
+    fn opt_int(&self, obj: &Object<'_>, field: &str) -> Result<Option<i64>, Error> {
         match get_ci(obj, field) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::Number(n)) => n.as_i64().map(Some).ok_or_else(|| {
+            None | Some(Json::Null) => Ok(None),
+            Some(Json::Number(n)) => n.as_i64().map(Some).ok_or_else(|| {
                 invalid(format!(
                     "`{}` must be an integer, found {n}",
                     self.at(field)
@@ -352,11 +366,11 @@ impl Decoder {
     }
 
     /// An `int` field with `omitempty`: 0 is unset.
-    fn nonzero_int(&self, obj: &Map<String, Value>, field: &str) -> Result<Option<i64>, Error> {
+    fn nonzero_int(&self, obj: &Object<'_>, field: &str) -> Result<Option<i64>, Error> {
         Ok(self.opt_int(obj, field)?.filter(|n| *n != 0))
     }
 
-    fn cidr(&self, obj: &Map<String, Value>, field: &str) -> Result<IpNet, Error> {
+    fn cidr(&self, obj: &Object<'_>, field: &str) -> Result<IpNet, Error> {
         match self.opt_str(obj, field)? {
             None => Err(invalid(format!("`{}` is missing", self.at(field)))),
             Some(s) => s
@@ -365,71 +379,74 @@ impl Decoder {
         }
     }
 
-    fn ip(&self, obj: &Map<String, Value>, field: &str) -> Result<Option<IpAddr>, Error> {
+    fn ip(&self, obj: &Object<'_>, field: &str) -> Result<Option<IpAddr>, Error> {
         match self.opt_str(obj, field)? {
-            None => Ok(None),
-            Some(s) if s.is_empty() => Ok(None),
-            Some(s) => types::parse_ip(&s)
+            None | Some("") => Ok(None),
+            Some(s) => types::parse_ip(s)
                 .map(Some)
                 .ok_or_else(|| invalid(format!("`{}`: invalid IP address: {s}", self.at(field)))),
         }
     }
 
-    fn array<'v>(&self, obj: &'v Map<String, Value>, field: &str) -> Result<&'v [Value], Error> {
+    fn array<'t, 'a>(&self, obj: &'t Object<'a>, field: &str) -> Result<&'t [Json<'a>], Error> {
         match get_ci(obj, field) {
-            None | Some(Value::Null) => Ok(&[]),
-            Some(Value::Array(a)) => Ok(a),
+            None | Some(Json::Null) => Ok(&[]),
+            Some(Json::Array(a)) => Ok(a),
             Some(other) => Err(self.type_err(field, "an array", other)),
         }
     }
 
-    fn objects<'v, T>(
+    fn objects<'t, 'a, T>(
         &self,
-        obj: &'v Map<String, Value>,
+        obj: &'t Object<'a>,
         field: &str,
-        f: impl Fn(&Decoder, &'v Map<String, Value>) -> Result<T, Error>,
+        f: impl Fn(&Decoder<'_>, &'t Object<'a>) -> Result<T, Error>,
     ) -> Result<Vec<T>, Error> {
-        self.array(obj, field)?
-            .iter()
-            .enumerate()
-            .map(|(i, v)| {
-                let d = self.child(&format!("{field}[{i}]"));
-                match v {
-                    Value::Object(m) => f(&d, m),
-                    other => Err(invalid(format!(
-                        "`{}` must be an object, found {}",
-                        d.path,
-                        json_type(other)
-                    ))),
+        let items = self.array(obj, field)?;
+        let mut out = Vec::with_capacity(items.len());
+        for (i, v) in items.iter().enumerate() {
+            let d = Decoder {
+                path: Path::Index(&self.path, field, i),
+            };
+            out.push(match v {
+                Json::Object(m) => f(&d, m)?,
+                other => {
+                    let mut path = String::new();
+                    d.path.write(&mut path);
+                    return Err(invalid(format!(
+                        "`{path}` must be an object, found {}",
+                        other.type_name()
+                    )));
                 }
-            })
-            .collect()
+            });
+        }
+        Ok(out)
     }
 
-    fn strings(&self, obj: &Map<String, Value>, field: &str) -> Result<Vec<String>, Error> {
+    fn strings(&self, obj: &Object<'_>, field: &str) -> Result<Vec<String>, Error> {
         self.array(obj, field)?
             .iter()
             .map(|v| match v {
-                Value::String(s) => Ok(s.clone()),
-                Value::Null => Ok(String::new()),
+                Json::String(s) => Ok(s.as_ref().to_owned()),
+                Json::Null => Ok(String::new()),
                 other => Err(self.type_err(field, "an array of strings", other)),
             })
             .collect()
     }
 
-    fn object<'v>(
+    fn object<'t, 'a>(
         &self,
-        obj: &'v Map<String, Value>,
+        obj: &'t Object<'a>,
         field: &str,
-    ) -> Result<Option<&'v Map<String, Value>>, Error> {
+    ) -> Result<Option<&'t Object<'a>>, Error> {
         match get_ci(obj, field) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::Object(m)) => Ok(Some(m)),
+            None | Some(Json::Null) => Ok(None),
+            Some(Json::Object(m)) => Ok(Some(m)),
             Some(other) => Err(self.type_err(field, "an object", other)),
         }
     }
 
-    fn dns(&self, obj: &Map<String, Value>) -> Result<Dns, Error> {
+    fn dns(&self, obj: &Object<'_>) -> Result<Dns, Error> {
         let Some(m) = self.object(obj, "dns")? else {
             return Ok(Dns::default());
         };
@@ -442,7 +459,7 @@ impl Decoder {
         })
     }
 
-    fn route(&self, m: &Map<String, Value>) -> Result<Route, Error> {
+    fn route(&self, m: &Object<'_>) -> Result<Route, Error> {
         Ok(Route {
             dst: self.cidr(m, "dst")?,
             gw: self.ip(m, "gw")?,
@@ -454,7 +471,7 @@ impl Decoder {
         })
     }
 
-    fn interface(&self, m: &Map<String, Value>, v1: bool) -> Result<Interface, Error> {
+    fn interface(&self, m: &Object<'_>, v1: bool) -> Result<Interface, Error> {
         let mut i = Interface {
             name: self.string(m, "name")?,
             mac: self.string(m, "mac")?,
@@ -469,11 +486,7 @@ impl Decoder {
         Ok(i)
     }
 
-    fn ipconfig020(
-        &self,
-        obj: &Map<String, Value>,
-        field: &str,
-    ) -> Result<Option<IpConfig020>, Error> {
+    fn ipconfig020(&self, obj: &Object<'_>, field: &str) -> Result<Option<IpConfig020>, Error> {
         let Some(m) = self.object(obj, field)? else {
             return Ok(None);
         };
@@ -485,7 +498,7 @@ impl Decoder {
         }))
     }
 
-    fn result020(&self, obj: &Map<String, Value>, v: SpecVersion) -> Result<Result020, Error> {
+    fn result020(&self, obj: &Object<'_>, v: SpecVersion) -> Result<Result020, Error> {
         Ok(Result020 {
             cni_version: v,
             ip4: self.ipconfig020(obj, "ip4")?,
@@ -494,7 +507,7 @@ impl Decoder {
         })
     }
 
-    fn result040(&self, obj: &Map<String, Value>, v: SpecVersion) -> Result<Result040, Error> {
+    fn result040(&self, obj: &Object<'_>, v: SpecVersion) -> Result<Result040, Error> {
         Ok(Result040 {
             cni_version: v,
             interfaces: self.objects(obj, "interfaces", |d, m| d.interface(m, false))?,
@@ -511,7 +524,7 @@ impl Decoder {
         })
     }
 
-    fn result100(&self, obj: &Map<String, Value>, v: SpecVersion) -> Result<Result100, Error> {
+    fn result100(&self, obj: &Object<'_>, v: SpecVersion) -> Result<Result100, Error> {
         Ok(Result100 {
             cni_version: v,
             interfaces: self.objects(obj, "interfaces", |d, m| d.interface(m, true))?,
@@ -528,5 +541,7 @@ impl Decoder {
     }
 }
 
+#[cfg(test)]
+pub(crate) mod oracle;
 #[cfg(test)]
 mod tests;
