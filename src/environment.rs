@@ -84,15 +84,11 @@ impl Environment {
         V: AsRef<OsStr>,
     {
         let vars: Vec<(K, V)> = vars.into_iter().collect();
-        let mut pairs: Vec<(&[u8], &[u8])> = self
-            .iter()
-            .map(|(k, v)| (k.as_bytes(), v.as_bytes()))
-            .collect();
-        pairs.extend(
+        self.set_over(
             vars.iter()
-                .map(|(k, v)| (k.as_ref().as_bytes(), v.as_ref().as_bytes())),
-        );
-        Environment::from_pairs(pairs)
+                .map(|(k, v)| (k.as_ref().as_bytes(), v.as_ref().as_bytes()))
+                .collect(),
+        )
     }
 
     /// This environment without the variables `names`.
@@ -162,16 +158,11 @@ impl Environment {
     }
 
     fn entry(&self, i: usize) -> (&OsStr, &OsStr) {
-        let (start, len) = self.0.entries[i];
-        let (start, len) = (start as usize, len as usize);
-        let end = match self.0.entries.get(i + 1) {
-            Some(&(next, _)) => next as usize,
-            None => self.0.buf.len(),
-        } - 1;
-        let b = &self.0.buf;
+        let name_len = self.0.entries[i].1 as usize;
+        let raw = self.raw_entry(i);
         (
-            OsStr::from_bytes(&b[start..start + len]),
-            OsStr::from_bytes(&b[start + len + 1..end]),
+            OsStr::from_bytes(&raw[..name_len]),
+            OsStr::from_bytes(&raw[name_len + 1..raw.len() - 1]),
         )
     }
 
