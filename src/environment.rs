@@ -12,8 +12,8 @@ use std::sync::{Arc, Mutex};
 /// This is what an executor sets for a plugin, and nothing else: the
 /// caller's environment shaped by the [`PluginEnv`](crate::PluginEnv) in
 /// force, with the six CNI variables set over it
-/// ([`Invocation::exec_env`](crate::Invocation::exec_env),
-/// [`ExecRequest::env`](crate::exec::ExecRequest::env)). It is immutable
+/// ([`Invocation::exec_env`](crate::Invocation::exec_env), and
+/// `ExecRequest::env` for a [`PluginExec`](crate::PluginExec)). It is immutable
 /// and cheap to clone (shared): the entries live in one buffer of
 /// NUL-terminated `NAME=value` strings, which is also the `envp` block a
 /// process is started with, so an operation's plugins share one copy.
