@@ -329,6 +329,14 @@ fn exit_status(st: WaitIdStatus) -> ExitStatus {
     }
 }
 
+/// Sets `O_NONBLOCK` on our end of a pipe (an open file description of its
+/// own: the child's end is another).
+fn set_nonblocking(fd: &OwnedFd) -> io::Result<()> {
+    let flags = rustix::fs::fcntl_getfl(fd)?;
+    rustix::fs::fcntl_setfl(fd, flags | rustix::fs::OFlags::NONBLOCK)?;
+    Ok(())
+}
+
 /// The child's stdin, once written as far as the pipe takes without
 /// waiting: `None` when all of `input` went in (the usual case: a plugin's
 /// config is far below the pipe's 64 KiB), so the pipe is closed at once and
@@ -338,8 +346,16 @@ type Stdin<'a> = Option<(pipe::Sender, &'a [u8])>;
 
 /// The child's pipes: stdin written as far as it goes now (see [`Stdin`]),
 /// stdout and stderr registered with the runtime.
+///
+/// Our ends are made non-blocking first (the child's stay blocking, as
+/// plugins expect): the runtime reads a ready pipe until it would block,
+/// and on a blocking descriptor that last read would wait for the plugin,
+/// on the reactor thread, while the plugin may itself wait for us to drain
+/// its other pipe.
 fn pipes(child: Spawned, input: &[u8]) -> io::Result<(Stdin<'_>, pipe::Receiver, pipe::Receiver)> {
-    rustix::fs::fcntl_setfl(&child.stdin, rustix::fs::OFlags::NONBLOCK)?;
+    for fd in [&child.stdin, &child.stdout, &child.stderr] {
+        set_nonblocking(fd)?;
+    }
     let mut rest = input;
     while !rest.is_empty() {
         match rustix::io::write(&child.stdin, rest) {
@@ -558,6 +574,46 @@ mod tests {
         lines.sort_unstable();
         // Nothing inherited (not even PATH), and the later duplicate wins.
         assert_eq!(lines, ["A=1", "B=3"]);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn our_pipe_ends_are_non_blocking_and_the_plugins_are_not() {
+        let r = req("/bin/cat", &EMPTY, b"");
+        let child = spawn(&r).await.unwrap();
+        let guard = GroupGuard::new(child.pid).unwrap();
+        let proc_fd = |fd: i32| format!("/proc/{}/fdinfo/{fd}", guard.pid.as_raw_nonzero());
+        let child_flags: Vec<String> = (0..3)
+            .map(|fd| std::fs::read_to_string(proc_fd(fd)).unwrap())
+            .collect();
+        let (stdin, stdout, stderr) = pipes(child, b"").unwrap();
+        assert!(stdin.is_none());
+        for fd in [stdout.as_fd(), stderr.as_fd()] {
+            let flags = rustix::fs::fcntl_getfl(fd).unwrap();
+            assert!(flags.contains(rustix::fs::OFlags::NONBLOCK));
+        }
+        // The plugin's own descriptors: `flags` in octal, O_NONBLOCK 04000.
+        for info in child_flags {
+            let flags = info
+                .lines()
+                .find_map(|l| l.strip_prefix("flags:"))
+                .map(|v| u32::from_str_radix(v.trim(), 8).unwrap())
+                .unwrap();
+            assert_eq!(flags & 0o4000, 0, "{info}");
+        }
+        drop(guard);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn big_interleaved_stdout_and_stderr_are_read_whole() {
+        // Each write is more than a pipe holds, alternating streams: the
+        // plugin blocks on one while we must go on reading the other.
+        let script = b"h=/usr/bin/head\n$h -c 300000 /dev/zero >&2; $h -c 300000 /dev/zero; $h -c 300001 /dev/zero >&2; $h -c 300001 /dev/zero\n";
+        let out = ProcessExec::new()
+            .exec(req("/bin/sh", &EMPTY, script))
+            .await
+            .unwrap();
+        assert!(out.status.success());
+        assert_eq!((out.stdout.len(), out.stderr.len()), (600_001, 600_001));
     }
 
     #[tokio::test(flavor = "current_thread")]
