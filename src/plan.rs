@@ -258,31 +258,37 @@ const CNI_VARS: [&str; 6] = [
 /// `policies`, in order) with the CNI variables `cni` set over it, sorted
 /// by name with one entry per name (the later one wins): the order and
 /// content plugins have always been given, so that the executor passes it
-/// on as it is.
+/// on as it is. `cni` holds all six variables, so an inherited or
+/// policy-set one never survives.
 pub(crate) fn full_env(policies: &[Option<&PluginEnv>], cni: &[(String, String)]) -> Environment {
+    debug_assert!(
+        CNI_VARS.iter().all(|v| cni.iter().any(|(k, _)| k == v)),
+        "all six CNI variables are set"
+    );
     let inherit = policies.iter().flatten().all(|p| p.inherit);
-    let base = if inherit {
+    let mut env = if inherit {
         crate::environment::process()
     } else {
         Environment::new()
     };
-    let cni = cni.iter().map(|(k, v)| (k.as_bytes(), v.as_bytes()));
-    if policies.iter().flatten().all(|p| p.changes.is_empty()) {
-        // The common case: the six variables merged into the sorted
-        // environment, which is shared between operations while it does not
-        // change.
-        return base.set_over(cni.collect());
+    // Without changes (the common case), the sorted copy of the process
+    // environment, shared between operations while it does not change, is
+    // used as it is.
+    if policies.iter().flatten().any(|p| !p.changes.is_empty()) {
+        let mut pairs: Vec<(&[u8], &[u8])> = env
+            .iter()
+            .map(|(k, v)| (k.as_bytes(), v.as_bytes()))
+            .collect();
+        for p in policies.iter().flatten() {
+            p.apply(&mut pairs);
+        }
+        env = Environment::from_pairs(pairs);
     }
-    let mut env: Vec<(&[u8], &[u8])> = base
-        .iter()
-        .map(|(k, v)| (k.as_bytes(), v.as_bytes()))
-        .collect();
-    for p in policies.iter().flatten() {
-        p.apply(&mut env);
-    }
-    env.retain(|(k, _)| !CNI_VARS.iter().any(|c| c.as_bytes() == *k));
-    env.extend(cni);
-    Environment::from_pairs(env)
+    env.set_over(
+        cni.iter()
+            .map(|(k, v)| (k.as_bytes(), v.as_bytes()))
+            .collect(),
+    )
 }
 
 /// An attachment to keep at GC (libcni's `GCAttachment`), matched on
@@ -734,29 +740,44 @@ mod tests {
             .set("CNI_IFNAME", "ignored")
             .set("A", "1")
             .set("Z", "2");
-        let cni = vec![("CNI_IFNAME".to_owned(), "eth0".to_owned())];
+        let rt = RuntimeConfig::new("c", "/ns", "eth0");
+        let cni = cni_env(Op::Add, Some(&rt), &[PathBuf::from("/p")]);
         let env = full_env(&[Some(&policy), None], &cni);
         let got: Vec<(&str, &str)> = env
             .iter()
             .map(|(k, v)| (k.to_str().unwrap(), v.to_str().unwrap()))
             .collect();
-        assert_eq!(got, [("A", "1"), ("CNI_IFNAME", "eth0"), ("Z", "2")]);
+        assert_eq!(
+            got,
+            [
+                ("A", "1"),
+                ("CNI_ARGS", ""),
+                ("CNI_COMMAND", "ADD"),
+                ("CNI_CONTAINERID", "c"),
+                ("CNI_IFNAME", "eth0"),
+                ("CNI_NETNS", "/ns"),
+                ("CNI_PATH", "/p"),
+                ("Z", "2")
+            ]
+        );
     }
 
     #[test]
     fn the_inherited_environment_is_what_std_reads() {
+        let cni = cni_env(Op::Add, None, &[]);
         let std: Environment = std::env::vars_os()
             .filter(|(k, _)| !CNI_VARS.iter().any(|c| k == c))
             .collect();
         assert!(!std.is_empty());
-        assert_eq!(full_env(&[Some(&PluginEnv::inherit())], &[]), std);
+        let want = std.with_vars(cni.iter().map(|(k, v)| (k, v)));
+        assert_eq!(full_env(&[Some(&PluginEnv::inherit())], &cni), want);
         let removed = PluginEnv::inherit().remove("PATH").set("X_LIBCNI", "1");
-        let got = full_env(&[Some(&removed)], &[]);
+        let got = full_env(&[Some(&removed)], &cni);
         assert!(got.get("PATH").is_none());
         assert_eq!(got.get("X_LIBCNI").unwrap(), "1");
         assert_eq!(
             got.len(),
-            std.len() - usize::from(std.get("PATH").is_some()) + 1
+            want.len() - usize::from(want.get("PATH").is_some()) + 1
         );
     }
 

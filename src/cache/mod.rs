@@ -290,16 +290,17 @@ impl Slot {
             want_read: read,
             ..SlotState::default()
         };
-        let (mut state, value) = blocking(move || {
+        let (mut state, value, proceeds) = blocking(move || {
             let mut state = state;
             let value = first();
-            if proceed(&value) {
+            let proceeds = proceed(&value);
+            if proceeds {
                 state.step();
             }
-            (state, value)
+            (state, value, proceeds)
         })
         .await;
-        if !proceed(&value) {
+        if !proceeds {
             return (None, value);
         }
         let mut delay = Duration::from_millis(1);

@@ -86,11 +86,7 @@ impl<E: PluginExec + 'static> Cni<E> {
         let (mut slot, paths) = self
             .find_and_open(Op::Add, list, &self.cache_for(rt), name, false)
             .await?;
-        let mut paths = paths.into_iter();
-        let plan = self.build_with(Op::Add, list, Some(rt), None, None, |_| {
-            Ok(paths.next().expect("one path per plugin"))
-        });
-        let plan = match plan {
+        let plan = match self.build_found(Op::Add, list, Some(rt), None, None, paths) {
             Ok(plan) => plan,
             Err(e) => {
                 let _ = slot.finish(Finish::Keep).await;
@@ -180,10 +176,7 @@ impl<E: PluginExec + 'static> Cni<E> {
         let res = async {
             let bytes = slot.take_read().map_err(|e| ctx(e.at_path(&path)))?;
             let cached = Self::parse_cached(list, bytes).map_err(|e| ctx(e.at_path(&path)))?;
-            let mut paths = paths.into_iter();
-            let plan = self.build_with(Op::Check, list, Some(rt), cached, None, |_| {
-                Ok(paths.next().expect("one path per plugin"))
-            })?;
+            let plan = self.build_found(Op::Check, list, Some(rt), cached, None, paths)?;
             for inv in plan.invocations() {
                 self.run(inv, &inv.stdin(), net).await?;
             }
@@ -266,10 +259,7 @@ impl<E: PluginExec + 'static> Cni<E> {
             None
         };
         let res = async {
-            let mut paths = paths.into_iter();
-            let plan = self.build_with(Op::Del, list, Some(rt), cached, None, |_| {
-                Ok(paths.next().expect("one path per plugin"))
-            })?;
+            let plan = self.build_found(Op::Del, list, Some(rt), cached, None, paths)?;
             for inv in plan.invocations() {
                 self.run(inv, &inv.stdin(), net).await?;
             }

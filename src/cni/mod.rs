@@ -357,8 +357,10 @@ impl<E: PluginExec + 'static> Cni<E> {
     }
 
     /// Finds the list's plugins and opens the attachment's cache slot (see
-    /// [`Slot::open`]) in one hop off the reactor. A plugin not found is the
-    /// error (as the plan reports it), and then the cache is not touched.
+    /// [`Slot::open_after`]) in one hop off the reactor: the slot and the
+    /// lookups, all found (for [`build_found`](Self::build_found)). A plugin
+    /// not found is the error (as the plan reports it), and then the cache
+    /// is not touched.
     async fn find_and_open(
         &self,
         op: Op,
@@ -366,20 +368,13 @@ impl<E: PluginExec + 'static> Cni<E> {
         cache: &CacheDir,
         name: String,
         read: bool,
-    ) -> Result<(Slot, Vec<PathBuf>), Error> {
+    ) -> Result<(Slot, Vec<Result<PathBuf, Error>>), Error> {
         let all_found = |paths: &Vec<Result<PathBuf, Error>>| paths.iter().all(Result::is_ok);
-        let (slot, paths) = Slot::open_after(cache, name, read, self.finder(list), all_found).await;
-        match slot {
-            Some(slot) => Ok((slot, paths.into_iter().flatten().collect())),
-            None => {
-                let mut paths = paths.into_iter();
-                let e = self
-                    .build_with(op, list, None, None, None, |_| {
-                        paths.next().expect("one lookup per plugin")
-                    })
-                    .expect_err("a plugin was not found");
-                Err(e)
-            }
+        match Slot::open_after(cache, name, read, self.finder(list), all_found).await {
+            (Some(slot), paths) => Ok((slot, paths)),
+            (None, paths) => Err(self
+                .build_found(op, list, None, None, None, paths)
+                .expect_err("a plugin was not found")),
         }
     }
 
@@ -602,7 +597,22 @@ impl<E: PluginExec + 'static> Cni<E> {
         cached: Option<CniResult>,
         valid: Option<&[AttachmentId]>,
     ) -> Result<Plan, Error> {
-        let mut paths = self.find_all(list).await.into_iter();
+        let paths = self.find_all(list).await;
+        self.build_found(op, list, rt, cached, valid, paths)
+    }
+
+    /// Builds a plan from lookups already made (`paths`, one per plugin in
+    /// list order); the first failed lookup is the error.
+    fn build_found(
+        &self,
+        op: Op,
+        list: &NetworkConfigList,
+        rt: Option<&RuntimeConfig>,
+        cached: Option<CniResult>,
+        valid: Option<&[AttachmentId]>,
+        paths: Vec<Result<PathBuf, Error>>,
+    ) -> Result<Plan, Error> {
+        let mut paths = paths.into_iter();
         self.build_with(op, list, rt, cached, valid, |_| {
             paths.next().expect("one lookup per plugin")
         })
