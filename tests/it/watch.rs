@@ -57,7 +57,12 @@ async fn wait(
     mut ok: impl FnMut(&ConfigSnapshot) -> bool,
 ) -> Arc<ConfigSnapshot> {
     let search = async {
-        let mut snap = updates.snapshot();
+        // The current snapshot, marked seen (`snapshot()` does not mark it,
+        // so a snapshot published just before would come back from the
+        // first `changed()` with the same generation).
+        let Some(mut snap) = updates.wait_for(|_| true).await else {
+            return Err("the watcher stopped".to_owned());
+        };
         let mut seen = 0;
         loop {
             if ok(&snap) {
