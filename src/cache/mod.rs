@@ -255,13 +255,19 @@ impl SlotState {
                 _ => Ok(()),
             };
         };
-        let res = match finish {
-            Finish::Write(bytes) => cache.write(results.as_fd(), &self.name, &bytes),
-            Finish::Remove => cache.remove(results.as_fd(), &self.name),
-            Finish::Keep => Ok(()),
+        let (res, written) = match finish {
+            Finish::Write(bytes) => {
+                let res = cache.write(results.as_fd(), &self.name, &bytes);
+                let ok = res.is_ok();
+                (res, ok)
+            }
+            Finish::Remove => (cache.remove(results.as_fd(), &self.name), false),
+            Finish::Keep => (Ok(()), false),
         };
         if let Some(lock) = self.lock.take() {
-            if !OpenCache::exists(results.as_fd(), &self.name) {
+            // An entry just written is there (no need to look); the lock
+            // file of an attachment with no entry goes.
+            if !written && !OpenCache::exists(results.as_fd(), &self.name) {
                 lock.remove();
             }
         }

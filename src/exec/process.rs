@@ -330,10 +330,11 @@ fn exit_status(st: WaitIdStatus) -> ExitStatus {
 }
 
 /// Sets `O_NONBLOCK` on our end of a pipe (an open file description of its
-/// own: the child's end is another).
+/// own: the child's end is another). One `F_SETFL`, without reading the
+/// flags first: the pipe was made here with no status flag set (the
+/// access mode, which `F_SETFL` ignores, aside).
 fn set_nonblocking(fd: &OwnedFd) -> io::Result<()> {
-    let flags = rustix::fs::fcntl_getfl(fd)?;
-    rustix::fs::fcntl_setfl(fd, flags | rustix::fs::OFlags::NONBLOCK)?;
+    rustix::fs::fcntl_setfl(fd, rustix::fs::OFlags::NONBLOCK)?;
     Ok(())
 }
 
