@@ -5,7 +5,16 @@
 //! libcni-bench --conflist F --cnipath P --cachedir D --netns NS --n N --parallel K
 //! libcni-bench --load DIR --n N
 //! libcni-bench --scale --cnipath P
+//! libcni-bench --chain-floor --conflist F --cnipath P --cachedir D --netns NS --n N
 //! ```
+//!
+//! `--chain-floor` measures what `compare.sh`'s limit stands for, in the
+//! pattern of a real ADD: each iteration runs the "floor chain" (the list's
+//! plugins spawned one after the other exactly as `floor.c` spawns one,
+//! then one write exactly as `durable.c` makes it) and one ADD (plus an
+//! untimed DEL), alternating which goes first. It prints both p50s and the
+//! median of the per-iteration ratios, which the machine's drift affects far
+//! less than ratios of runs made seconds apart.
 //!
 //! `--scale` prints how costs grow (they should stay flat per item): loading
 //! 1k, 2k, 5k and 10k conflists, and listing and garbage-collecting the
@@ -51,6 +60,10 @@ fn main() {
             el / n as f64,
             el / count as f64
         );
+        return;
+    }
+    if args.iter().any(|a| a == "--chain-floor") {
+        chain_floor(&args, n);
         return;
     }
     if args.iter().any(|a| a == "--scale") {
@@ -120,6 +133,28 @@ fn main() {
         pct(&t.1, 0.99),
         t.0.len() as f64 / el.as_secs_f64()
     );
+    // On stderr (compare.sh reads the last stdout line): this process's own
+    // CPU per ADD+DEL cycle, and that of its reaped children (the plugins).
+    let cycles = t.0.len().max(1) as f64;
+    let (own, kids) = (cpu_us(libc::RUSAGE_SELF), cpu_us(libc::RUSAGE_CHILDREN));
+    eprintln!(
+        "cpu_per_cycle_us self_user={:.0} self_sys={:.0} plugins_user={:.0} plugins_sys={:.0} self_minflt_per_cycle={:.1}",
+        own.0 / cycles,
+        own.1 / cycles,
+        kids.0 / cycles,
+        kids.1 / cycles,
+        own.2 / cycles
+    );
+}
+
+/// User and system CPU time of `who`, in microseconds, and its minor page
+/// faults.
+fn cpu_us(who: libc::c_int) -> (f64, f64, f64) {
+    // SAFETY: getrusage fills the zeroed struct it is given.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(who, &mut ru) };
+    let us = |t: libc::timeval| t.tv_sec as f64 * 1e6 + t.tv_usec as f64;
+    (us(ru.ru_utime), us(ru.ru_stime), ru.ru_minflt as f64)
 }
 
 /// A fresh scratch directory under the system's temp dir.
@@ -221,4 +256,155 @@ fn scale(cnipath: &str) {
         );
         let _ = std::fs::remove_dir_all(&root);
     }
+}
+
+/// `--chain-floor`: the floor chain against ADD, interleaved (see the crate
+/// docs above).
+fn chain_floor(args: &[String], n: usize) {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let conflist = arg(args, "--conflist").expect("--conflist");
+    let netns = arg(args, "--netns").unwrap_or_default();
+    let cachedir = arg(args, "--cachedir").unwrap_or_else(|| "/tmp/libcni-rs-bench-cache".into());
+    let dirs: Vec<std::path::PathBuf> = arg(args, "--cnipath")
+        .unwrap_or_else(|| "/usr/lib/cni".into())
+        .split(':')
+        .map(Into::into)
+        .collect();
+    let list = NetworkConfigList::from_file(&conflist).expect("conflist");
+    let conf = std::fs::read(&conflist).expect("conflist");
+    // As floor.c: the process environment with five CNI variables set,
+    // the conflist's bytes on stdin, the plugins in list order.
+    let plugins: Vec<CString> = list
+        .plugins()
+        .iter()
+        .map(|p| {
+            let path = libcni::exec::find_plugin(p.plugin_type(), &dirs).expect("plugin");
+            CString::new(path.as_os_str().as_bytes()).expect("path")
+        })
+        .collect();
+    let mut env: Vec<CString> = std::env::vars_os()
+        .filter(|(k, _)| !k.as_bytes().starts_with(b"CNI_"))
+        .map(|(k, v)| CString::new([k.as_bytes(), b"=", v.as_bytes()].concat()).expect("env"))
+        .collect();
+    for (k, v) in [
+        ("CNI_COMMAND", "ADD"),
+        ("CNI_CONTAINERID", "floor"),
+        ("CNI_NETNS", netns.as_str()),
+        ("CNI_IFNAME", "eth0"),
+        ("CNI_PATH", "/tmp"),
+    ] {
+        env.push(CString::new(format!("{k}={v}")).expect("env"));
+    }
+    let durable_dir = std::path::Path::new(&cachedir).join("chain-floor");
+    std::fs::create_dir_all(&durable_dir).expect("chain-floor dir");
+    let cni = Arc::new(Cni::new(dirs.clone()).with_cache_dir(&cachedir));
+    let list = Arc::new(list);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let (mut floor, mut add) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    for i in 0..n {
+        let run_floor = || {
+            let t = Instant::now();
+            for p in &plugins {
+                floor_exec(p, &env, &conf);
+            }
+            durable_write(&durable_dir);
+            t.elapsed()
+        };
+        let rc = RuntimeConfig::new(format!("floor-{i}"), netns.as_str(), "eth0");
+        // On a worker thread, as the main bench runs its loops (a future
+        // that `block_on` polls on this thread would add a thread hop per
+        // wake-up).
+        let run_add = || {
+            let (cni, list, rc) = (cni.clone(), list.clone(), rc.clone());
+            rt.block_on(rt.spawn(async move {
+                let t = Instant::now();
+                cni.add_network_list(&list, &rc).await.expect("ADD");
+                let took = t.elapsed();
+                cni.del_network_list(&list, &rc).await.expect("DEL");
+                took
+            }))
+            .expect("ADD task")
+        };
+        if i % 2 == 0 {
+            floor.push(run_floor());
+            add.push(run_add());
+        } else {
+            add.push(run_add());
+            floor.push(run_floor());
+        }
+    }
+    let mut ratios: Vec<f64> = add
+        .iter()
+        .zip(&floor)
+        .map(|(a, f)| a.as_secs_f64() / f.as_secs_f64())
+        .collect();
+    ratios.sort_by(f64::total_cmp);
+    let (f50, a50) = (pct(&floor, 0.5), pct(&add, 0.5));
+    println!(
+        "chain-floor n={n} floor_p50_us={f50} add_p50_us={a50} ratio_of_p50s={:.3} median_paired_ratio={:.3}",
+        a50 as f64 / f50 as f64,
+        ratios[ratios.len() / 2]
+    );
+    let _ = std::fs::remove_dir_all(&durable_dir);
+}
+
+/// One plugin run as floor.c makes it: two pipes, `posix_spawn`, stdin
+/// written and closed, stdout read to its end, `waitpid`.
+fn floor_exec(path: &std::ffi::CStr, env: &[std::ffi::CString], stdin: &[u8]) {
+    let mut envp: Vec<*mut libc::c_char> = env.iter().map(|e| e.as_ptr().cast_mut()).collect();
+    envp.push(std::ptr::null_mut());
+    let argv = [path.as_ptr().cast_mut(), std::ptr::null_mut()];
+    // SAFETY: plain libc calls on descriptors made here; every pointer
+    // passed is valid and NUL-terminated for the duration of the call.
+    unsafe {
+        let (mut inp, mut out) = ([0; 2], [0; 2]);
+        assert_eq!(libc::pipe(inp.as_mut_ptr()), 0);
+        assert_eq!(libc::pipe(out.as_mut_ptr()), 0);
+        let mut fa: libc::posix_spawn_file_actions_t = std::mem::zeroed();
+        libc::posix_spawn_file_actions_init(&mut fa);
+        libc::posix_spawn_file_actions_adddup2(&mut fa, inp[0], 0);
+        libc::posix_spawn_file_actions_adddup2(&mut fa, out[1], 1);
+        libc::posix_spawn_file_actions_addclose(&mut fa, inp[1]);
+        libc::posix_spawn_file_actions_addclose(&mut fa, out[0]);
+        let mut pid = 0;
+        let rc = libc::posix_spawn(
+            &mut pid,
+            path.as_ptr(),
+            &fa,
+            std::ptr::null(),
+            argv.as_ptr(),
+            envp.as_ptr(),
+        );
+        assert_eq!(rc, 0, "posix_spawn");
+        libc::close(inp[0]);
+        libc::close(out[1]);
+        libc::write(inp[1], stdin.as_ptr().cast(), stdin.len());
+        libc::close(inp[1]);
+        let mut buf = [0u8; 65536];
+        while libc::read(out[0], buf.as_mut_ptr().cast(), buf.len()) > 0 {}
+        libc::close(out[0]);
+        let mut status = 0;
+        libc::waitpid(pid, &mut status, 0);
+        libc::posix_spawn_file_actions_destroy(&mut fa);
+    }
+}
+
+/// One write as durable.c makes it: a 2 KiB temp file, `fdatasync`,
+/// rename over the target, `fsync` of the directory.
+fn durable_write(dir: &std::path::Path) {
+    use std::io::Write;
+    let (tmp, dst) = (dir.join(".durable.tmp"), dir.join("durable"));
+    let mut f = std::fs::File::create(&tmp).expect("temp file");
+    f.write_all(&[b'x'; 2048]).expect("write");
+    f.sync_data().expect("fdatasync");
+    drop(f);
+    std::fs::rename(&tmp, &dst).expect("rename");
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .expect("fsync dir");
 }
