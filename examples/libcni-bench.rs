@@ -5,7 +5,7 @@
 //! libcni-bench --conflist F --cnipath P --cachedir D --netns NS --n N --parallel K
 //! libcni-bench --load DIR --n N
 //! libcni-bench --scale --cnipath P
-//! libcni-bench --chain-floor --conflist F --cnipath P --cachedir D --netns NS --n N
+//! libcni-bench --chain-floor [--block-on] --conflist F --cnipath P --cachedir D --netns NS --n N
 //! ```
 //!
 //! `--chain-floor` measures what `compare.sh`'s limit stands for, in the
@@ -14,7 +14,9 @@
 //! then one write exactly as `durable.c` makes it) and one ADD (plus an
 //! untimed DEL), alternating which goes first. It prints both p50s and the
 //! median of the per-iteration ratios, which the machine's drift affects far
-//! less than ratios of runs made seconds apart.
+//! less than ratios of runs made seconds apart. ADD runs on a worker thread
+//! of a one-worker runtime; with `--block-on`, `block_on` polls it on the
+//! main thread instead (what a caller that bridges sync code that way gets).
 //!
 //! `--scale` prints how costs grow (they should stay flat per item): loading
 //! 1k, 2k, 5k and 10k conflists, and listing and garbage-collecting the
@@ -305,6 +307,7 @@ fn chain_floor(args: &[String], n: usize) {
         .enable_all()
         .build()
         .expect("runtime");
+    let on_main = args.iter().any(|a| a == "--block-on");
     let (mut floor, mut add) = (Vec::with_capacity(n), Vec::with_capacity(n));
     for i in 0..n {
         let run_floor = || {
@@ -316,19 +319,23 @@ fn chain_floor(args: &[String], n: usize) {
             t.elapsed()
         };
         let rc = RuntimeConfig::new(format!("floor-{i}"), netns.as_str(), "eth0");
-        // On a worker thread, as the main bench runs its loops (a future
-        // that `block_on` polls on this thread would add a thread hop per
-        // wake-up).
+        // On a worker thread, as the main bench runs its loops; with
+        // `--block-on`, polled by `block_on` on this thread instead, which
+        // adds a thread hop per wake-up (the worker polls epoll).
         let run_add = || {
             let (cni, list, rc) = (cni.clone(), list.clone(), rc.clone());
-            rt.block_on(rt.spawn(async move {
+            let op = async move {
                 let t = Instant::now();
                 cni.add_network_list(&list, &rc).await.expect("ADD");
                 let took = t.elapsed();
                 cni.del_network_list(&list, &rc).await.expect("DEL");
                 took
-            }))
-            .expect("ADD task")
+            };
+            if on_main {
+                rt.block_on(op)
+            } else {
+                rt.block_on(rt.spawn(op)).expect("ADD task")
+            }
         };
         if i % 2 == 0 {
             floor.push(run_floor());
@@ -346,7 +353,8 @@ fn chain_floor(args: &[String], n: usize) {
     ratios.sort_by(f64::total_cmp);
     let (f50, a50) = (pct(&floor, 0.5), pct(&add, 0.5));
     println!(
-        "chain-floor n={n} floor_p50_us={f50} add_p50_us={a50} ratio_of_p50s={:.3} median_paired_ratio={:.3}",
+        "chain-floor{} n={n} floor_p50_us={f50} add_p50_us={a50} ratio_of_p50s={:.3} median_paired_ratio={:.3}",
+        if on_main { "(block_on)" } else { "" },
         a50 as f64 / f50 as f64,
         ratios[ratios.len() / 2]
     );
