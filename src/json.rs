@@ -198,15 +198,23 @@ pub(crate) fn get_ci<'a>(map: &'a Map<String, Value>, field: &str) -> Option<&'a
 }
 
 /// Go's field matching over `(key, value)` pairs: the exact key (the last
-/// such pair), else the case-insensitive match that sorts last.
-fn pick_ci<'k, V>(entries: impl Iterator<Item = (&'k str, V)> + Clone, field: &str) -> Option<V> {
-    if let Some((_, v)) = entries.clone().filter(|(k, _)| *k == field).last() {
-        return Some(v);
+/// such pair), else the case-insensitive match that sorts last (of equal
+/// keys, the last pair). One pass; every lookup (`get_ci`,
+/// [`RawObject::get_ci`], [`tree::get_ci`]) goes through it.
+fn pick_ci<'k, V>(entries: impl IntoIterator<Item = (&'k str, V)>, field: &str) -> Option<V> {
+    let mut exact = None;
+    let mut folded: Option<(&str, V)> = None;
+    for (k, v) in entries {
+        if k == field {
+            exact = Some(v);
+        } else if exact.is_none()
+            && k.eq_ignore_ascii_case(field)
+            && folded.as_ref().is_none_or(|(best, _)| k >= *best)
+        {
+            folded = Some((k, v));
+        }
     }
-    entries
-        .filter(|(k, _)| k.eq_ignore_ascii_case(field))
-        .max_by(|a, b| a.0.cmp(b.0))
-        .map(|(_, v)| v)
+    exact.or(folded.map(|(_, v)| v))
 }
 
 /// A JSON object kept as raw text: the keys in document order (an exact

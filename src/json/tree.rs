@@ -85,22 +85,9 @@ pub(crate) fn to_map(obj: &Object<'_>) -> Map<String, Value> {
 /// Looks up a struct field the way Go's `encoding/json` matches keys, as
 /// [`super::get_ci`] does on a `Map`: the exact key if present (its last
 /// occurrence), else the case-insensitive match that sorts last (of equal
-/// keys, the last occurrence). One pass.
+/// keys, the last occurrence).
 pub(crate) fn get_ci<'t, 'a>(obj: &'t Object<'a>, field: &str) -> Option<&'t Json<'a>> {
-    let mut exact = None;
-    let mut folded: Option<(&str, &Json<'a>)> = None;
-    for (k, v) in obj {
-        let k = k.as_ref();
-        if k == field {
-            exact = Some(v);
-        } else if exact.is_none()
-            && k.eq_ignore_ascii_case(field)
-            && folded.is_none_or(|(best, _)| k >= best)
-        {
-            folded = Some((k, v));
-        }
-    }
-    exact.or(folded.map(|(_, v)| v))
+    super::pick_ci(obj.iter().map(|(k, v)| (k.as_ref(), v)), field)
 }
 
 /// The value of exactly `key` (its last occurrence), as `Map::get` finds it.
