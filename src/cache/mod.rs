@@ -547,26 +547,18 @@ impl<'t, 'a> EntryRef<'t, 'a> {
             Some(Json::Array(a)) if a.iter().all(|p| string_pair(p).is_some()) => Some(&a[..]),
             Some(_) => return Err(pairs),
         };
-        let capability_args = match get_ci(obj, "capabilityArgs") {
-            None | Some(Json::Null) => None,
-            Some(Json::Object(m)) => Some(&m[..]),
-            Some(_) => {
-                return Err(FieldType {
-                    field: "capabilityArgs",
+        let object = |field: &'static str| -> Result<Option<&'t Object<'a>>, CacheProblem> {
+            match get_ci(obj, field) {
+                None | Some(Json::Null) => Ok(None),
+                Some(Json::Object(m)) => Ok(Some(&m[..])),
+                Some(_) => Err(FieldType {
+                    field,
                     expected: "an object",
-                });
+                }),
             }
         };
-        let result = match get_ci(obj, "result") {
-            None | Some(Json::Null) => None,
-            Some(Json::Object(m)) => Some(&m[..]),
-            Some(_) => {
-                return Err(FieldType {
-                    field: "result",
-                    expected: "an object",
-                });
-            }
-        };
+        let capability_args = object("capabilityArgs")?;
+        let result = object("result")?;
         if kind != KIND {
             return Err(CacheProblem::WrongKind {
                 kind: kind.to_owned(),
