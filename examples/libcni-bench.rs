@@ -43,6 +43,19 @@ fn arg(args: &[String], name: &str) -> Option<String> {
         .and_then(|i| args.get(i + 1).cloned())
 }
 
+/// The options of the ADD+DEL modes: `--netns`, `--cachedir` and the
+/// plugin directories of `--cnipath` (colon-separated), with their defaults.
+fn run_options(args: &[String]) -> (String, String, Vec<std::path::PathBuf>) {
+    let netns = arg(args, "--netns").unwrap_or_default();
+    let cachedir = arg(args, "--cachedir").unwrap_or_else(|| "/tmp/libcni-rs-bench-cache".into());
+    let dirs = arg(args, "--cnipath")
+        .unwrap_or_else(|| "/usr/lib/cni".into())
+        .split(':')
+        .map(Into::into)
+        .collect();
+    (netns, cachedir, dirs)
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let n: usize = arg(&args, "--n").map_or(100, |v| v.parse().expect("--n"));
@@ -80,13 +93,7 @@ fn main() {
         std::process::exit(2);
     };
     let par: usize = arg(&args, "--parallel").map_or(1, |v| v.parse().expect("--parallel"));
-    let netns = arg(&args, "--netns").unwrap_or_default();
-    let cachedir = arg(&args, "--cachedir").unwrap_or_else(|| "/tmp/libcni-rs-bench-cache".into());
-    let dirs: Vec<String> = arg(&args, "--cnipath")
-        .unwrap_or_else(|| "/usr/lib/cni".into())
-        .split(':')
-        .map(str::to_owned)
-        .collect();
+    let (netns, cachedir, dirs) = run_options(&args);
     let list = Arc::new(NetworkConfigList::from_file(&conflist).expect("conflist"));
     let cni = Arc::new(Cni::new(dirs).with_cache_dir(cachedir));
     // K workers are K concurrent loops (tasks), as the Go bench's K
@@ -266,13 +273,7 @@ fn chain_floor(args: &[String], n: usize) {
     use std::ffi::CString;
     use std::os::unix::ffi::OsStrExt;
     let conflist = arg(args, "--conflist").expect("--conflist");
-    let netns = arg(args, "--netns").unwrap_or_default();
-    let cachedir = arg(args, "--cachedir").unwrap_or_else(|| "/tmp/libcni-rs-bench-cache".into());
-    let dirs: Vec<std::path::PathBuf> = arg(args, "--cnipath")
-        .unwrap_or_else(|| "/usr/lib/cni".into())
-        .split(':')
-        .map(Into::into)
-        .collect();
+    let (netns, cachedir, dirs) = run_options(args);
     let list = NetworkConfigList::from_file(&conflist).expect("conflist");
     let conf = std::fs::read(&conflist).expect("conflist");
     // As floor.c: the process environment with five CNI variables set,
@@ -298,9 +299,16 @@ fn chain_floor(args: &[String], n: usize) {
     ] {
         env.push(CString::new(format!("{k}={v}")).expect("env"));
     }
+    // Made once, as floor.c passes `environ` to every spawn; the strings
+    // stay in `env`, which outlives every use.
+    let envp: Vec<*mut libc::c_char> = env
+        .iter()
+        .map(|e| e.as_ptr().cast_mut())
+        .chain([std::ptr::null_mut()])
+        .collect();
     let durable_dir = std::path::Path::new(&cachedir).join("chain-floor");
     std::fs::create_dir_all(&durable_dir).expect("chain-floor dir");
-    let cni = Arc::new(Cni::new(dirs.clone()).with_cache_dir(&cachedir));
+    let cni = Arc::new(Cni::new(dirs).with_cache_dir(&cachedir));
     let list = Arc::new(list);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -313,7 +321,7 @@ fn chain_floor(args: &[String], n: usize) {
         let run_floor = || {
             let t = Instant::now();
             for p in &plugins {
-                floor_exec(p, &env, &conf);
+                floor_exec(p, &envp, &conf);
             }
             durable_write(&durable_dir);
             t.elapsed()
@@ -362,10 +370,9 @@ fn chain_floor(args: &[String], n: usize) {
 }
 
 /// One plugin run as floor.c makes it: two pipes, `posix_spawn`, stdin
-/// written and closed, stdout read to its end, `waitpid`.
-fn floor_exec(path: &std::ffi::CStr, env: &[std::ffi::CString], stdin: &[u8]) {
-    let mut envp: Vec<*mut libc::c_char> = env.iter().map(|e| e.as_ptr().cast_mut()).collect();
-    envp.push(std::ptr::null_mut());
+/// written and closed, stdout read to its end, `waitpid`. `envp` is
+/// null-terminated.
+fn floor_exec(path: &std::ffi::CStr, envp: &[*mut libc::c_char], stdin: &[u8]) {
     let argv = [path.as_ptr().cast_mut(), std::ptr::null_mut()];
     // SAFETY: plain libc calls on descriptors made here; every pointer
     // passed is valid and NUL-terminated for the duration of the call.
